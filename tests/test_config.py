@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from uwe.config import Params, deep_merge, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_load_for_every_profile():
+    for profile in ("smoke", "cpu", "paper"):
+        params = load_params(REPO / "params.yaml", profile=profile)
+        assert isinstance(params, Params)
+        assert params.profile == profile
+
+
+def test_profile_overrides_are_deep_merged(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "profile: cpu\ncurate:\n  max_queries: null\n  split_seed: 7\n"
+        "profiles:\n  smoke:\n    curate:\n      max_queries: 5\n"
+    )
+    assert load_params(path).curate.max_queries is None
+    smoke = load_params(path, profile="smoke")
+    assert smoke.curate.max_queries == 5
+    assert smoke.curate.split_seed == 7  # untouched keys survive the merge
+
+
+def test_unknown_key_is_rejected_with_its_dotted_path(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("curate:\n  max_querys: 3\n")
+    with pytest.raises(ValueError, match=r"params\.curate\.max_querys"):
+        load_params(path)
+
+
+def test_wrong_type_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("curate:\n  split_seed: abc\n")
+    with pytest.raises(ValueError, match=r"curate\.split_seed must be an integer"):
+        load_params(path)
+
+
+def test_unknown_profile_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: gpu\n")
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        load_params(path)
+
+
+def test_params_are_frozen():
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(AttributeError):
+        params.seed = 3  # type: ignore[misc]
+
+
+def test_deep_merge_does_not_mutate_inputs():
+    base = {"a": {"b": 1, "c": 2}}
+    out = deep_merge(base, {"a": {"b": 5}})
+    assert out == {"a": {"b": 5, "c": 2}}
+    assert base == {"a": {"b": 1, "c": 2}}

@@ -1,0 +1,65 @@
+"""The pipeline's contract: every DVC stage runs its notebook with papermill, and every notebook
+has exactly one `parameters` cell, no outputs, no absolute paths and no function definitions."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+CMD = re.compile(
+    r"^papermill --cwd notebooks (?P<nb>notebooks/\d\d_\w+\.ipynb) "
+    r"(?P<out>notebooks/executed/\S+\.ipynb) -f params\.yaml(?P<rest>.*)$"
+)
+
+
+def _stage_items():
+    for name, stage in STAGES.items():
+        if "foreach" in stage:
+            yield name, stage["do"]
+        else:
+            yield name, stage
+
+
+@pytest.mark.parametrize("name,stage", list(_stage_items()), ids=[n for n, _ in _stage_items()])
+def test_stage_runs_its_notebook_with_papermill(name, stage):
+    match = CMD.match(stage["cmd"])
+    assert match, f"stage {name}: cmd must be 'papermill --cwd notebooks NN_x.ipynb ...': {stage}"
+    assert match["nb"] in stage["deps"], f"stage {name}: its notebook must be a dependency"
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+    assert match["out"] in outs, f"stage {name}: the executed notebook must be an output"
+    assert "profile" in stage.get("params", []), f"stage {name}: must depend on `profile`"
+
+
+def test_every_notebook_belongs_to_a_stage():
+    used = {CMD.match(stage["cmd"])["nb"] for _, stage in _stage_items()}
+    assert {f"notebooks/{p.name}" for p in NOTEBOOKS} == used
+
+
+def test_every_python_dependency_exists():
+    for name, stage in _stage_items():
+        for dep in stage.get("deps", []):
+            if "${" not in dep:
+                assert (REPO / dep).exists(), f"stage {name}: missing dependency {dep}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_shape(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
+    assert tagged[0] is code[0], f"{path.name}: the parameters cell is the first code cell"
+    for cell in code:
+        assert not cell.get("outputs"), f"{path.name}: committed with outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: committed with counts"
+        src = "".join(cell["source"])
+        assert not re.search(r"^\s*def |^\s*class ", src, re.M), f"{path.name}: logic in uwe/"
+        assert not re.search(r"^\s*[!%]pip", src, re.M), f"{path.name}: no pip in notebooks"
+        assert not re.search(r"['\"]/(home|work|root|tmp|Users)/", src), f"{path.name}: abs path"

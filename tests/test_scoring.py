@@ -1,0 +1,206 @@
+"""Tests for uwe.scoring: consistency, padding invariance, limits and the packed path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uwe import scoring
+from uwe.scoring import (
+    SCORERS,
+    get_scorer,
+    maxsim_scores,
+    mean_cosine_scores,
+    mean_pool,
+    pack_targets,
+    sli_mean_target_scores,
+    sli_pairwise,
+    sli_scores,
+    sli_scores_packed,
+)
+
+torch.set_num_threads(2)
+D = 8
+
+
+def _batch(n: int, length: int, seed: int, dtype=torch.float32):
+    """Random embeddings (n, L, D) and a mask (n, L) with 1..L valid leading tokens."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, length, D, generator=g, dtype=dtype)  # (n, L, D)
+    lengths = torch.randint(1, length + 1, (n,), generator=g)  # (n,)
+    mask = torch.arange(length)[None] < lengths[:, None]  # (n, L)
+    return emb, mask
+
+
+def _pad(emb, mask, k: int, value: float):
+    """Append k padded columns holding ``value``; the mask becomes an int tensor."""
+    emb = torch.cat([emb, torch.full((emb.shape[0], k, D), value)], 1)  # (n, L+k, D)
+    mask = torch.cat([mask, torch.zeros(mask.shape[0], k, dtype=torch.bool)], 1)  # (n, L+k)
+    return emb, mask.int()
+
+
+@pytest.fixture
+def data():
+    q, qm = _batch(5, 6, seed=0)
+    t, tm = _batch(7, 9, seed=1)
+    return q, qm, t, tm
+
+
+def _sli_reference(q, qm, t, tm, tau):
+    """Literal per-pair loop of the paper's formula on unpadded slices."""
+    out = torch.zeros(q.shape[0], t.shape[0], dtype=q.dtype)
+    for a in range(q.shape[0]):
+        for b in range(t.shape[0]):
+            qa, tb = q[a][qm[a]], t[b][tm[b]]  # (m, D), (n, D)
+            attn = (qa @ tb.T / tau).softmax(-1)  # (m, n)
+            cos = F.normalize(qa, dim=-1) @ F.normalize(tb, dim=-1).T  # (m, n)
+            out[a, b] = (attn * cos).sum(-1).mean()
+    return out
+
+
+def test_sli_matches_reference_loop(data):
+    q, qm, t, tm = data
+    got = sli_scores(q, qm, t, tm, attention_temperature=0.3)
+    torch.testing.assert_close(got, _sli_reference(q, qm, t, tm, 0.3), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+def test_pairwise_is_diagonal_of_all_pairs(name, data):
+    q, qm, _, _ = data
+    t, tm = _batch(5, 9, seed=2)
+    all_pairs, pairwise = get_scorer(name)
+    full = all_pairs(q, qm, t, tm, attention_temperature=0.2)  # (5, 5)
+    torch.testing.assert_close(pairwise(q, qm, t, tm, attention_temperature=0.2), full.diagonal())
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+@pytest.mark.parametrize("chunk", [1, 3, 100])
+def test_chunking_does_not_change_scores(name, chunk, data):
+    q, qm, t, tm = data
+    all_pairs = get_scorer(name).all_pairs
+    ref = all_pairs(q, qm, t, tm, attention_temperature=0.1)
+    got = all_pairs(q, qm, t, tm, attention_temperature=0.1, target_chunk=chunk)
+    torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+@pytest.mark.parametrize("garbage", [1e6, float("nan"), float("inf")])
+def test_padding_never_changes_a_score(name, garbage, data):
+    q, qm, t, tm = data
+    all_pairs, pairwise = get_scorer(name)
+    ref = all_pairs(q, qm, t, tm)
+    # garbage in padded positions
+    q2 = q.masked_fill(~qm[..., None], garbage)
+    t2 = t.masked_fill(~tm[..., None], garbage)
+    torch.testing.assert_close(all_pairs(q2, qm, t2, tm), ref)
+    # extra padding columns (int masks too), also filled with garbage
+    q3, qm3 = _pad(q2, qm, 3, garbage)
+    t3, tm3 = _pad(t2, tm, 4, garbage)
+    torch.testing.assert_close(all_pairs(q3, qm3, t3, tm3), ref)
+    torch.testing.assert_close(pairwise(q3, qm3, q3, qm3), pairwise(q, qm, q, qm))
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+def test_padding_gets_no_gradient_and_grads_finite(name, data):
+    q, qm, t, tm = data
+    q = q.masked_fill(~qm[..., None], float("nan")).requires_grad_()
+    get_scorer(name).all_pairs(q, qm, t, tm, attention_temperature=1e-3).sum().backward()
+    assert torch.isfinite(q.grad).all()
+    assert (q.grad[~qm] == 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+def test_fully_padded_sequence_scores_zero(name, data):
+    q, qm, t, tm = data
+    qm, tm = qm.clone(), tm.clone()
+    qm[0] = False
+    tm[2] = False
+    all_pairs, pairwise = get_scorer(name)
+    s = all_pairs(q, qm, t, tm)
+    assert torch.isfinite(s).all()
+    assert (s[0] == 0).all() and (s[:, 2] == 0).all()
+    assert pairwise(q, qm, q, qm)[0] == 0
+
+
+def test_sli_tends_to_maxsim_on_normalised_tokens(data):
+    q, qm, t, tm = (x.double() if x.is_floating_point() else x for x in data)
+    q, t = F.normalize(q, dim=-1), F.normalize(t, dim=-1)  # raw dot == cosine
+    hard = maxsim_scores(q, qm, t, tm)
+    errs = [(sli_scores(q, qm, t, tm, tau) - hard).abs().max().item() for tau in (1e-1, 1e-2)]
+    assert errs[1] < errs[0]
+    torch.testing.assert_close(sli_scores(q, qm, t, tm, 1e-6), hard, rtol=0, atol=1e-10)
+
+
+def test_sli_general_limit_is_cosine_at_argmax_raw_dot(data):
+    q, qm, t, tm = (x.double() if x.is_floating_point() else x for x in data)
+    t = t * torch.linspace(0.5, 3.0, t.shape[1], dtype=t.dtype)[None, :, None]  # uneven norms
+    ref = torch.zeros(q.shape[0], t.shape[0], dtype=q.dtype)
+    for a in range(q.shape[0]):
+        for b in range(t.shape[0]):
+            qa, tb = q[a][qm[a]], t[b][tm[b]]
+            best = tb[(qa @ tb.T).argmax(-1)]  # (m, D) target token with max raw dot
+            ref[a, b] = F.cosine_similarity(qa, best, dim=-1).mean()
+    torch.testing.assert_close(sli_scores(q, qm, t, tm, 1e-6), ref, rtol=0, atol=1e-10)
+    assert not torch.allclose(ref, maxsim_scores(q, qm, t, tm))  # differs from MaxSim here
+
+
+def test_high_temperature_is_uniform_attention(data):
+    q, qm, t, tm = data
+    ref = torch.zeros(q.shape[0], t.shape[0])
+    for a in range(q.shape[0]):
+        for b in range(t.shape[0]):
+            qa, tb = F.normalize(q[a][qm[a]], dim=-1), F.normalize(t[b][tm[b]], dim=-1)
+            ref[a, b] = (qa @ tb.T).mean()
+    torch.testing.assert_close(sli_scores(q, qm, t, tm, 1e8), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_mean_and_mean_target_scorers(data):
+    q, qm, t, tm = data
+    pooled = torch.stack([t[b][tm[b]].mean(0) for b in range(t.shape[0])])  # (n_t, D)
+    torch.testing.assert_close(mean_pool(t, tm), pooled)
+    qp = torch.stack([q[a][qm[a]].mean(0) for a in range(q.shape[0])])  # (n_q, D)
+    ref = F.cosine_similarity(qp[:, None], pooled[None], dim=-1)  # (n_q, n_t)
+    torch.testing.assert_close(mean_cosine_scores(q, qm, t, tm), ref)
+    ref2 = torch.stack([
+        F.cosine_similarity(q[a][qm[a]][:, None], pooled[None], dim=-1).mean(0)
+        for a in range(q.shape[0])
+    ])  # (n_q, n_t)
+    torch.testing.assert_close(sli_mean_target_scores(q, qm, t, tm), ref2)
+
+
+@pytest.mark.parametrize("query_chunk", [None, 2])
+def test_packed_equals_unpacked(query_chunk, data):
+    q, qm, t, tm = data
+    tm = tm.clone()
+    tm[3] = False  # a fully padded target is handled identically
+    t = t.masked_fill(~tm[..., None], 1e6)
+    packed = pack_targets(t, tm)
+    assert packed.tokens.shape == (int(tm.sum()), D) and packed.offsets[-1] == tm.sum()
+    for tau in (0.05, 1.0):
+        got = sli_scores_packed(q, qm, packed, tau, query_chunk=query_chunk)
+        torch.testing.assert_close(got, sli_scores(q, qm, t, tm, tau), rtol=1e-5, atol=1e-5)
+
+
+def test_sli_gradients_finite_small_temperature():
+    q, qm = _batch(3, 5, seed=4)
+    t, tm = _batch(4, 6, seed=5)
+    q = (q * 100).requires_grad_()
+    t = (t * 100).requires_grad_()
+    sli_scores(q, qm, t, tm, attention_temperature=1e-4).sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(t.grad).all()
+
+
+def test_unknown_scorer_raises():
+    with pytest.raises(ValueError, match="sli_mean_target"):
+        get_scorer("colbert")
+    assert set(SCORERS) == {"sli", "mean", "maxsim", "sli_mean_target"}
+    with pytest.raises(ValueError):
+        scoring.sli_scores(*_batch(2, 3, 0), *_batch(4, 3, 1), target_chunk=0)
+
+
+def test_pairwise_sli_matches_reference(data):
+    q, qm, _, _ = data
+    t, tm = _batch(5, 4, seed=7)
+    ref = _sli_reference(q, qm, t, tm, 0.1).diagonal()
+    torch.testing.assert_close(sli_pairwise(q, qm, t, tm, 0.1), ref, rtol=1e-5, atol=1e-6)

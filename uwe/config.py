@@ -1,0 +1,191 @@
+"""Typed, frozen view of ``params.yaml``.
+
+``load_params(path, profile=None)`` reads the file, deep-merges ``profiles[profile]`` over the
+base values (``profile`` defaults to the file's own ``profile:`` key) and returns a frozen
+:class:`Params`. Unknown keys are rejected with the dotted path of the offending key, so a typo
+in ``params.yaml`` fails loudly instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    manifest: str = "data/manifest.csv"
+    raw_dir: str = "data/raw"
+    mirror: str | None = None
+
+
+@dataclass(frozen=True)
+class CurateParams:
+    raw_dir: str = "data/raw"
+    out_dir: str = "data/curated"
+    occupation_split: tuple[float, float, float] = (0.6, 0.1, 0.3)
+    skill_split: tuple[float, float, float] = (0.6, 0.1, 0.3)
+    skill_pair_split: tuple[float, float, float] = (0.6, 0.1, 0.3)
+    split_seed: int = 20251111
+    onet_importance_min: float = 3.0
+    max_queries: int | None = None
+
+
+@dataclass(frozen=True)
+class BaselinesParams:
+    models: tuple[str, ...] = ("bm25", "tfidf_char", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
+    families: tuple[str, ...] = ("full", "heldout")
+    batch_size: int = 128
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    weight: float = 1.0
+    temperature: float = 0.05
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    backbone: str = "all-MiniLM-L6-v2"
+    max_length: int = 64
+    scorer: str = "sli"
+    attention_temperature: float = 0.1
+    loss: str = "many_to_many"
+    graphs: dict[str, GraphParams] = field(default_factory=dict)
+    batch_size: int = 32
+    steps: int = 1000
+    max_minutes: float | None = None
+    lr: float = 8e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    val_max_queries: int | None = 500
+    sentence_pair_prob: float = 0.8
+    device: str = "auto"
+    precision: str = "auto"
+    out_dir: str = "models/uwe"
+    checkpoint_dir: str = "models/uwe_ckpt"
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    families: tuple[str, ...] = ("full", "heldout")
+    batch_size: int = 128
+    query_chunk: int = 1024
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str = "cpu"
+    seed: int = 0
+    fetch: FetchParams = field(default_factory=FetchParams)
+    curate: CurateParams = field(default_factory=CurateParams)
+    baselines: BaselinesParams = field(default_factory=BaselinesParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return ``base`` with ``override`` merged in recursively (dicts merge, the rest replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp``; raise naming ``where`` on mismatch."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"params: {where} must be a mapping, got {value!r}")
+        return build(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"params: {where} must be a list, got {value!r}")
+        item_tp = args[0]
+        if len(args) != 2 or args[1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"params: {where} must have {len(args)} items, got {value!r}")
+        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"params: {where} must be a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"params: {where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"params: {where} must be an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"params: {where} must be a string, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"params: {where} must be true/false, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type, data: dict, where: str = "params") -> Any:
+    """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"params: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+            f"known keys of {where}: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """Read ``params.yaml`` and apply ``profile`` (default: the file's ``profile`` key)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"params: {path} must hold a mapping at the top level")
+    profiles = raw.pop("profiles", {}) or {}
+    profile = profile or raw.get("profile", "cpu")
+    if profile not in PROFILES:
+        raise ValueError(f"params: unknown profile {profile!r} in {path}; choose one of {PROFILES}")
+    unknown_profiles = sorted(set(profiles) - set(PROFILES))
+    if unknown_profiles:
+        raise ValueError(f"params: unknown profile(s) {unknown_profiles} under profiles: in {path}")
+    merged = deep_merge(raw, profiles.get(profile) or {})
+    merged["profile"] = profile
+    return build(Params, merged)
+
+
+def as_dict(params: Any) -> dict:
+    """Plain-dict view (for logging and for writing next to results)."""
+    return dataclasses.asdict(params)

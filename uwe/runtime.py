@@ -1,0 +1,54 @@
+"""Run-time set-up shared by the notebooks and the CLI (never called on import)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+from uwe.config import Params, load_params
+
+
+def setup(
+    root: str | Path = "..",
+    params_file: str | Path = "params.yaml",
+    profile: str | None = None,
+    threads: int | None = None,
+) -> tuple[Path, Params]:
+    """Resolve the repository root, load the params, configure logging and CPU threads.
+
+    ``root`` is the repository root relative to the working directory (a notebook runs in
+    ``notebooks/``, so ``..``); ``params_file`` is relative to ``root`` unless absolute.
+    """
+    root = Path(root).resolve()
+    params_path = Path(params_file)
+    params_path = params_path if params_path.is_absolute() else root / params_path
+    params = load_params(params_path, profile=profile)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return root, params
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a run."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
