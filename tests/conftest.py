@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from uwe.fetch import resolve_mirror
+
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def data_mirror() -> Path | None:
-    """The read-only data mirror: $UWE_DATA_MIRROR, else ../shared/data beside the repo."""
-    env = os.environ.get("UWE_DATA_MIRROR")
-    if env and Path(env).is_dir():
-        return Path(env)
-    beside = REPO.parent / "shared" / "data"
-    return beside if beside.is_dir() else None
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def mirror() -> Path:
-    found = data_mirror()
+    found = resolve_mirror(None, REPO)
     if found is None:
         pytest.skip("no data mirror (set UWE_DATA_MIRROR or place shared/data beside the repo)")
     return found

@@ -38,6 +38,7 @@ class CurateParams:
     split_seed: int = 20251111
     onet_importance_min: float = 3.0
     max_queries: int | None = None
+    max_targets: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""One entry point that turns a model spec into an object with the scoring contract.
+
+A spec is a trained UWE folder (it holds ``uwe_config.json``), a lexical baseline name
+(``bm25``, ``tfidf_char``) or an embedder name / Hugging Face id (``all-MiniLM-L6-v2``, ...).
+Every returned object implements ``score(queries, targets)`` and
+``index_targets(targets)`` + ``score_index(queries, index)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+UWE_CONFIG = "uwe_config.json"
+
+
+def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
+    """The UWE model folder ``spec`` names (absolute, or relative to ``root``), else None."""
+    for candidate in (Path(spec), Path(root) / spec):
+        if (candidate / UWE_CONFIG).is_file():
+            return candidate
+    return None
+
+
+def model_slug(spec: str) -> str:
+    """A file-name friendly name: the last path component, without the org prefix."""
+    slug = Path(spec.rstrip("/")).name or spec
+    return slug.replace(" ", "_")
+
+
+def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_size: int = 128):
+    """Load the model that ``spec`` names (see module docstring)."""
+    folder = find_uwe_folder(spec, root)
+    if folder is not None:
+        from uwe.model import load
+
+        return load(folder, device=device, batch_size=batch_size)
+    looks_like_path = spec.startswith((".", "/")) or spec.startswith("models/")
+    if looks_like_path:
+        raise FileNotFoundError(
+            f"model folder {spec!r} not found or has no {UWE_CONFIG} "
+            f"(looked in {Path(spec).resolve()} and {(Path(root) / spec).resolve()})"
+        )
+    from uwe.baselines import make_model
+
+    return make_model(spec, device=device, batch_size=batch_size)
