@@ -43,10 +43,8 @@ class CurateParams:
 
 @dataclass(frozen=True)
 class BaselinesParams:
-    models: tuple[str, ...] = ("bm25", "tfidf_char", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
-    families: tuple[str, ...] = ("full", "heldout")
-    batch_size: int = 128
-    device: str = "auto"
+    # result name (file name under metrics/workbench/<family>/) -> model spec
+    models: dict[str, str] = field(default_factory=lambda: {"bm25": "bm25"})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from uwe.baselines import model_slug
+
+__all__ = ["find_uwe_folder", "load_model", "model_slug"]
+
 UWE_CONFIG = "uwe_config.json"
 
 
@@ -19,12 +23,6 @@ def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
         if (candidate / UWE_CONFIG).is_file():
             return candidate
     return None
-
-
-def model_slug(spec: str) -> str:
-    """A file-name friendly name: the last path component, without the org prefix."""
-    slug = Path(spec.rstrip("/")).name or spec
-    return slug.replace(" ", "_")
 
 
 def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_size: int = 128):

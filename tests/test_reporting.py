@@ -1,0 +1,97 @@
+"""Results tables: percentages from the JSON fractions, markdown + CSV output."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from uwe import reporting
+from uwe.evaluation import write_results
+from uwe.reporting import results_table, write_results_table
+
+
+def _result(model, family, j2s, s2j, macro):
+    tasks = {
+        "skill2job": {"map": s2j, "rp@10": s2j + 0.1},
+        "job2skill": {"map": j2s, "rp@10": j2s + 0.1},
+        "skill_extraction_techwolf": {"map": 0.05, "rp@10": None},
+    }
+    return {
+        "model": model,
+        "family": family,
+        "tasks": tasks,
+        "groups": {"job2skill": {"map": j2s, "rp@10": j2s + 0.1}},
+        "macro": {"map": macro, "rp@10": macro + 0.1},
+    }
+
+
+@pytest.fixture
+def metrics_dir(tmp_path):
+    root = tmp_path / "metrics" / "workbench"
+    write_results(_result("bm25", "full", 0.0591, 0.137, 0.1), root / "full" / "bm25.json")
+    write_results(
+        _result("org/all-MiniLM-L6-v2", "full", 0.1244, 0.2801, 0.2),
+        root / "full" / "all-MiniLM-L6-v2.json",
+    )
+    write_results(_result("bm25", "heldout", 0.05, 0.12, 0.09), root / "heldout" / "bm25.json")
+    return root
+
+
+def test_results_table_percentages_and_order(metrics_dir):
+    df = results_table(metrics_dir)
+    assert list(df["family"]) == ["full", "full", "heldout"]
+    assert list(df["model"]) == ["org/all-MiniLM-L6-v2", "bm25", "bm25"]
+    assert list(df.columns[2:]) == [
+        "job2skill MAP",
+        "job2skill RP@10",
+        "skill2job MAP",
+        "skill2job RP@10",
+        "skill_extraction_techwolf MAP",
+        "skill_extraction_techwolf RP@10",
+        "macro MAP",
+        "macro RP@10",
+    ]
+    row = df.iloc[0]
+    assert row["job2skill MAP"] == 12.4 and row["skill2job RP@10"] == 38.0
+    assert row["macro MAP"] == 20.0 and pd.isna(row["skill_extraction_techwolf RP@10"])
+    groups = results_table(metrics_dir, families=("full",), level="group")
+    assert list(groups.columns[2:]) == [
+        "job2skill MAP",
+        "job2skill RP@10",
+        "macro MAP",
+        "macro RP@10",
+    ]
+    with pytest.raises(ValueError, match="level"):
+        results_table(metrics_dir, level="dataset")
+
+
+def test_empty_and_broken_inputs(tmp_path):
+    assert results_table(tmp_path).empty
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.json").write_text("{not json")
+    with pytest.raises(ValueError, match="x.json"):
+        results_table(tmp_path)
+
+
+@pytest.mark.parametrize("with_tabulate", [True, False])
+def test_write_results_table(metrics_dir, tmp_path, monkeypatch, with_tabulate):
+    if not with_tabulate:
+        monkeypatch.setitem(sys.modules, "tabulate", None)  # import tabulate -> ImportError
+    df = results_table(metrics_dir)
+    md, csv = write_results_table(df, tmp_path / "out" / "workbench_table")
+    assert md.name == "workbench_table.md" and csv.name == "workbench_table.csv"
+    text = md.read_text()
+    assert "job2skill MAP" in text and "12.4" in text and text.count("\n") == len(df) + 2
+    assert "nan" not in text.lower() and "–" in text
+    back = pd.read_csv(csv)
+    assert back.shape == df.shape and back.loc[0, "skill2job MAP"] == 28.0
+    assert json.loads(json.dumps(list(back.columns)))[:2] == ["family", "model"]
+
+
+def test_simple_markdown_escapes_pipes():
+    df = pd.DataFrame({"model": ["a|b"], "x MAP": [float("nan")]})
+    text = reporting._simple_markdown(df)
+    assert "a\\|b" in text and "| – |" in text

@@ -1,0 +1,218 @@
+"""WorkBench evaluation harness: any scoring model x a family of ranking tasks -> results JSON.
+
+Model contract (see :mod:`uwe.baselines`): ``index_targets(targets) -> index`` and
+``score_index(queries, index) -> (n_q, n_t)`` with ``scores[i, j]`` = query ``i`` vs target
+``j`` (higher = better); a model with only ``score(queries, targets)`` also works (its targets
+are then re-processed for every chunk).
+
+Per task the targets are indexed once and the queries are scored ``query_chunk`` at a time,
+each chunk feeding per-query metrics (:class:`uwe.metrics.MetricAccumulator`), so a
+71k x 14k task never holds its full score matrix.
+
+Results (workbench.md §6; metrics are fractions in [0, 1])::
+
+    {"model", "family", "split",
+     "tasks":  {task: {metric: mean, f"{metric}_ci": [lo, hi], "n_queries", "n_targets",
+                       "seconds"}},
+     "groups": {group: {metric: mean over the group's tasks}},
+     "macro":  {metric: mean over groups, f"{metric}_ci": [lo, hi], "n_groups"}}
+
+* task means are over queries with >= 1 positive (``n_queries`` counts those);
+* task CI = Student-t 95% interval over the per-query values;
+* group = plain mean of its tasks present in the run (``uwe.tasks.TASK_GROUPS``); tasks outside
+  every group (e.g. techwolf, skillskape) are reported per task only;
+* macro = plain mean of the groups, CI = Student-t 95% interval over the group values (the
+  WorkRB convention: an interval over the averaged units). One unit gives a zero-width
+  interval (:func:`uwe.metrics.mean_ci`); no unit gives ``[null, null]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from uwe import tasks as task_lib
+from uwe.baselines import model_slug
+from uwe.io import write_json
+from uwe.metrics import MetricAccumulator, mean_ci
+
+logger = logging.getLogger(__name__)
+
+EVAL_METRICS = ("map", "rp@10", "mrr", "recall@10", "hit@10", "ndcg@10")
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _ci(values: Sequence[float]) -> list[float | None]:
+    _, lo, hi = mean_ci(values)
+    return [_finite_or_none(lo), _finite_or_none(hi)]
+
+
+def score_chunks(
+    model: Any,
+    queries: list[str],
+    targets: list[str],
+    query_chunk: int,
+    progress: bool = False,
+    desc: str = "",
+):
+    """Yield ``(start, scores)`` per chunk of queries; scores ``(len(chunk), n_t)`` as returned.
+
+    Targets are indexed once with ``model.index_targets`` when the model has it.
+    """
+    if query_chunk < 1:
+        raise ValueError(f"query_chunk must be >= 1, got {query_chunk}")
+    cached = hasattr(model, "index_targets") and hasattr(model, "score_index")
+    index = model.index_targets(targets) if cached else None
+    starts = range(0, len(queries), query_chunk)
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        chunk = queries[start : start + query_chunk]
+        scores = model.score_index(chunk, index) if cached else model.score(chunk, targets)
+        scores = np.asarray(scores)
+        if scores.shape != (len(chunk), len(targets)):
+            raise ValueError(
+                f"model returned scores of shape {scores.shape} for {len(chunk)} queries x "
+                f"{len(targets)} targets ({desc})"
+            )
+        yield start, scores
+
+
+def evaluate_dataset(
+    model: Any,
+    ds: Any,
+    metrics: Sequence[str] = EVAL_METRICS,
+    query_chunk: int = 1024,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on one :class:`uwe.tasks.RankingDataset` (see module doc)."""
+    t0 = time.perf_counter()
+    acc = MetricAccumulator(metrics)
+    for start, scores in score_chunks(
+        model, list(ds.queries), list(ds.targets), query_chunk, progress, desc=ds.name
+    ):
+        acc.update(scores, ds.positives[start : start + len(scores)])
+    per_query = acc.per_query()
+    out: dict[str, Any] = dict(acc.result())
+    for m in acc.metrics:
+        out[f"{m}_ci"] = _ci(per_query[m])
+    out["n_queries"] = int(sum(1 for p in ds.positives if len(p) > 0))
+    out["n_targets"] = len(ds.targets)
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def summarize(
+    per_task: dict[str, dict[str, Any]], metrics: Sequence[str] = EVAL_METRICS
+) -> tuple[dict, dict]:
+    """``(groups, macro)`` from per-task results: group = mean of tasks, macro = mean of groups.
+
+    Without any WorkBench group (e.g. the zero-shot family) the macro values are ``None``.
+    """
+    groups: dict[str, dict[str, float]] = {}
+    for group, members in task_lib.TASK_GROUPS.items():
+        present = [t for t in members if t in per_task]
+        if present:
+            groups[group] = {m: float(np.mean([per_task[t][m] for t in present])) for m in metrics}
+    missing = [g for g in task_lib.TASK_GROUPS if g not in groups]
+    if missing and groups:
+        logger.warning("macro average without group(s) %s (no task evaluated)", missing)
+    macro: dict[str, Any] = {}
+    for m in metrics:
+        values = [g[m] for g in groups.values()]
+        macro[m] = float(np.mean(values)) if values else None
+        macro[f"{m}_ci"] = _ci(values)
+    macro["n_groups"] = len(groups)
+    return groups, macro
+
+
+def _default_tasks(family: str, root: str | Path, split: str) -> list[str]:
+    names = task_lib.list_tasks(family, root=root, split=split)
+    if not names:
+        raise ValueError(f"no tasks of family {family!r} with split {split!r} under {root}")
+    return list(names)
+
+
+def evaluate(
+    model: Any,
+    family: str,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    root: str | Path = "data/curated",
+    query_chunk: int = 1024,
+    metrics: Sequence[str] = EVAL_METRICS,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``tasks`` (default: every task of ``family`` on disk)."""
+    names = list(tasks) if tasks is not None else _default_tasks(family, root, split)
+    name = model_name or getattr(model, "name", None) or type(model).__name__
+    per_task: dict[str, dict[str, Any]] = {}
+    for task in tqdm(names, desc=f"{name} / {family}", disable=not progress):
+        ds = task_lib.load_task(task, family=family, split=split, root=root)
+        per_task[task] = evaluate_dataset(model, ds, metrics, query_chunk, progress)
+        logger.info(
+            "%s %s/%s: MAP %.1f RP@10 %s (%d queries x %d targets, %.1f s)",
+            name,
+            family,
+            task,
+            100 * per_task[task].get("map", float("nan")),
+            f"{100 * per_task[task]['rp@10']:.1f}" if "rp@10" in per_task[task] else "-",
+            per_task[task]["n_queries"],
+            per_task[task]["n_targets"],
+            per_task[task]["seconds"],
+        )
+    groups, macro = summarize(per_task, metrics)
+    return {
+        "model": str(name),
+        "family": family,
+        "split": split,
+        "tasks": per_task,
+        "groups": groups,
+        "macro": macro,
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_results(results: dict[str, Any], path: str | Path) -> Path:
+    """Write ``results`` as strict JSON atomically (temp file + rename), creating parents."""
+    return write_json(path, _json_safe(results))
+
+
+def results_path(model_name: str, family: str, out_dir: str | Path = "metrics/workbench") -> Path:
+    """``<out_dir>/<family>/<model_slug>.json``."""
+    return Path(out_dir) / family / f"{model_slug(model_name)}.json"
+
+
+def evaluate_to_file(
+    model: Any,
+    model_name: str,
+    family: str,
+    out_dir: str | Path = "metrics/workbench",
+    **kwargs: Any,
+) -> Path:
+    """:func:`evaluate` then :func:`write_results` to :func:`results_path`; returns the path."""
+    results = evaluate(model, family, model_name=model_name, **kwargs)
+    path = write_results(results, results_path(model_name, family, out_dir))
+    logger.info("wrote %s (macro: %s)", path, results["macro"])
+    return path

@@ -1,0 +1,134 @@
+"""Results tables from the per-model JSON files of :mod:`uwe.evaluation`.
+
+``results_table`` reads ``<metrics_dir>/<family>/*.json`` and gives one row per (family, model):
+columns ``family``, ``model``, then ``<task> MAP`` / ``<task> RP@10`` per task (or per group
+with ``level="group"``) and ``macro MAP`` / ``macro RP@10``; values are percentages rounded to
+one decimal (the JSON holds fractions). A task missing for a model is NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from uwe import tasks as task_lib
+from uwe.io import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+TABLE_METRICS = {"map": "MAP", "rp@10": "RP@10"}
+
+
+def _unit_order(units: set[str], level: str) -> list[str]:
+    """Tasks (or groups) in WorkBench order, then the rest alphabetically."""
+    groups = task_lib.TASK_GROUPS
+    known = list(groups) if level == "group" else [t for ts in groups.values() for t in ts]
+    return [u for u in known if u in units] + sorted(units - set(known))
+
+
+def load_results(
+    metrics_dir: str | Path = "metrics/workbench", families: Sequence[str] = ("full", "heldout")
+) -> list[dict]:
+    """All result dicts under ``<metrics_dir>/<family>/*.json``, sorted by family then file."""
+    out = []
+    for family in families:
+        for path in sorted((Path(metrics_dir) / family).glob("*.json")):
+            try:
+                res = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"results file {path} is not valid JSON: {err}") from err
+            if not isinstance(res, dict) or "tasks" not in res:
+                raise ValueError(f"results file {path} has no 'tasks' key")
+            res.setdefault("family", family)
+            res.setdefault("model", path.stem)
+            out.append(res)
+    return out
+
+
+def _pct(x) -> float:
+    return float("nan") if x is None else round(100.0 * float(x), 1)
+
+
+def results_table(
+    metrics_dir: str | Path = "metrics/workbench",
+    families: Sequence[str] = ("full", "heldout"),
+    level: str = "task",
+) -> pd.DataFrame:
+    """One row per (family, model); per-task (or per-group) MAP / RP@10 and macro, in %."""
+    if level not in ("task", "group"):
+        raise ValueError(f"level must be 'task' or 'group', got {level!r}")
+    key = "tasks" if level == "task" else "groups"
+    results = load_results(metrics_dir, families)
+    units = _unit_order({u for r in results for u in r.get(key, {})}, level)
+    columns = ["family", "model"] + [
+        f"{u} {label}" for u in [*units, "macro"] for label in TABLE_METRICS.values()
+    ]
+    rows = []
+    for res in results:
+        row = {"family": res["family"], "model": res["model"]}
+        parts = {**res.get(key, {}), "macro": res.get("macro", {})}
+        for unit, values in parts.items():
+            for metric, label in TABLE_METRICS.items():
+                row[f"{unit} {label}"] = _pct(values.get(metric))
+        rows.append(row)
+    if not rows:
+        logger.warning("no results under %s for families %s", metrics_dir, list(families))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _simple_markdown(df: pd.DataFrame) -> str:
+    """A GitHub markdown table without the optional ``tabulate`` dependency."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "–" if pd.isna(v) else f"{v:.1f}"
+        return str(v).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(map(str, df.columns)) + " |",
+        "|" + "|".join("---" if c in ("family", "model") else "---:" for c in df.columns) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(False)]
+    return "\n".join(lines)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """Markdown table: ``DataFrame.to_markdown`` when ``tabulate`` is installed, else a fallback."""
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return _simple_markdown(df)
+    cells = df.astype(object).where(df.notna(), None)  # tabulate's missingval covers None only
+    return cells.to_markdown(index=False, floatfmt=".1f", missingval="–")
+
+
+def write_results_table(df: pd.DataFrame, out_stem: str | Path) -> tuple[Path, Path]:
+    """Write ``<out_stem>.md`` and ``<out_stem>.csv`` atomically; returns both paths."""
+    stem = Path(out_stem)
+    md = write_text_atomic(stem.with_name(stem.name + ".md"), to_markdown(df) + "\n")
+    csv = write_text_atomic(stem.with_name(stem.name + ".csv"), df.to_csv(index=False))
+    return md, csv
+
+
+def per_task_frame(results_by_family: dict[str, dict]) -> pd.DataFrame:
+    """One row per (family, task) of freshly computed results: MAP and RP@10 in %, sizes, time."""
+    rows = []
+    for family, res in results_by_family.items():
+        for task, values in res["tasks"].items():
+            rows.append({
+                "family": family,
+                "task": task,
+                "MAP": _pct(values.get("map")),
+                "RP@10": _pct(values.get("rp@10")),
+                "queries": values.get("n_queries"),
+                "targets": values.get("n_targets"),
+                "seconds": values.get("seconds"),
+            })
+        macro = res.get("macro") or {}
+        rows.append({"family": family, "task": "macro (6 groups)", "MAP": _pct(macro.get("map")),
+                     "RP@10": _pct(macro.get("rp@10"))})
+    return pd.DataFrame(rows)
