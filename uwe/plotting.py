@@ -43,3 +43,43 @@ def training_curve(log: pd.DataFrame, smooth: int = 20):
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def model_comparison(results: list[dict], metric: str = "map"):
+    """Grouped bars: per task group + macro, one bar per model, with 95% CI whiskers.
+
+    ``results`` are result dicts of one family (``uwe.evaluation`` format, fractions).
+    """
+    import numpy as np
+
+    plt = _plt()
+    from uwe.tasks import TASK_GROUPS
+
+    present = set(results[0].get("groups", {})) if results else set()
+    units = [g for g in TASK_GROUPS if g in present] + ["macro"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(units) + 2), 3.4))
+    width = 0.8 / max(1, len(results))
+    x = np.arange(len(units))
+    for k, res in enumerate(results):
+        values, errs = [], [[], []]
+        for unit in units:
+            part = res["macro"] if unit == "macro" else res["groups"].get(unit, {})
+            members = TASK_GROUPS.get(unit, [])
+            if len(members) == 1 and members[0] in res["tasks"]:
+                part = res["tasks"][members[0]]  # a one-task group: show the task's CI
+            v = part.get(metric)
+            ci = part.get(f"{metric}_ci") or [v, v]
+            v = np.nan if v is None else 100 * v
+            values.append(v)
+            lo, hi = (np.nan, np.nan) if ci[0] is None else (100 * ci[0], 100 * ci[1])
+            errs[0].append(max(0.0, v - lo) if np.isfinite(lo) else 0.0)
+            errs[1].append(max(0.0, hi - v) if np.isfinite(hi) else 0.0)
+        ax.bar(x + (k - (len(results) - 1) / 2) * width, values, width, label=res["model"],
+               yerr=errs, capsize=2, error_kw={"lw": 0.7})
+    ax.set_xticks(x, [u.replace("_", "\n") for u in units], fontsize=8)
+    ax.set_ylabel(f"{metric.upper()} (%)")
+    family = results[0].get("family", "") if results else ""
+    ax.set_title(f"WorkBench ({family}), per task group and macro", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
