@@ -172,3 +172,23 @@ def test_evaluate_to_file_path(fake_tasks, tmp_path):
     value = res["tasks"]["job2skill"]["map"]
     assert res["macro"]["n_groups"] == 1 and math.isclose(res["macro"]["map"], value)
     assert res["macro"]["map_ci"] == pytest.approx([value, value])  # one unit: zero width
+
+
+def test_index_cache_indexes_a_shared_target_space_once():
+    from uwe.evaluation import IndexCache
+
+    calls = []
+
+    class Model:
+        def index_targets(self, targets):
+            calls.append(tuple(targets))
+            return list(targets)
+
+    cache = IndexCache(size=1)
+    model = Model()
+    assert cache.get(model, ["a", "b"]) == ["a", "b"]
+    assert cache.get(model, ["a", "b"]) == ["a", "b"]
+    assert calls == [("a", "b")]
+    cache.get(model, ["c"])  # evicts ["a", "b"] (size 1)
+    cache.get(model, ["a", "b"])
+    assert calls == [("a", "b"), ("c",), ("a", "b")]

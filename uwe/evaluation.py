@@ -28,9 +28,11 @@ Results (workbench.md §6; metrics are fractions in [0, 1])::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,31 @@ def _ci(values: Sequence[float]) -> list[float | None]:
     return [_finite_or_none(lo), _finite_or_none(hi)]
 
 
+class IndexCache:
+    """Target indexes of one model, keyed by the exact target list (its sha256), least recently
+    used dropped beyond ``size``: tasks that share a target space (all ESCO skills for
+    job2skill, skill_norm and skill_sim) index it once per evaluation run."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    @staticmethod
+    def key(targets: Sequence[str]) -> str:
+        return hashlib.sha256("\x1f".join(targets).encode("utf-8")).hexdigest()
+
+    def get(self, model: Any, targets: list[str]) -> Any:
+        key = self.key(targets)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        index = model.index_targets(targets)
+        self._items[key] = index
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return index
+
+
 def score_chunks(
     model: Any,
     queries: list[str],
@@ -64,15 +91,19 @@ def score_chunks(
     query_chunk: int,
     progress: bool = False,
     desc: str = "",
+    index_cache: IndexCache | None = None,
 ):
     """Yield ``(start, scores)`` per chunk of queries; scores ``(len(chunk), n_t)`` as returned.
 
-    Targets are indexed once with ``model.index_targets`` when the model has it.
+    Targets are indexed once with ``model.index_targets`` when the model has it (and reused
+    from ``index_cache`` when one is given).
     """
     if query_chunk < 1:
         raise ValueError(f"query_chunk must be >= 1, got {query_chunk}")
     cached = hasattr(model, "index_targets") and hasattr(model, "score_index")
-    index = model.index_targets(targets) if cached else None
+    index = None
+    if cached:
+        index = (index_cache or IndexCache(size=1)).get(model, targets)
     starts = range(0, len(queries), query_chunk)
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
         chunk = queries[start : start + query_chunk]
@@ -92,12 +123,14 @@ def evaluate_dataset(
     metrics: Sequence[str] = EVAL_METRICS,
     query_chunk: int = 1024,
     progress: bool = False,
+    index_cache: IndexCache | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on one :class:`uwe.tasks.RankingDataset` (see module doc)."""
     t0 = time.perf_counter()
     acc = MetricAccumulator(metrics)
     for start, scores in score_chunks(
-        model, list(ds.queries), list(ds.targets), query_chunk, progress, desc=ds.name
+        model, list(ds.queries), list(ds.targets), query_chunk, progress, desc=ds.name,
+        index_cache=index_cache,
     ):
         acc.update(scores, ds.positives[start : start + len(scores)])
     per_query = acc.per_query()
@@ -151,14 +184,20 @@ def evaluate(
     metrics: Sequence[str] = EVAL_METRICS,
     progress: bool = True,
     model_name: str | None = None,
+    index_cache: IndexCache | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``tasks`` (default: every task of ``family`` on disk)."""
+    """Evaluate ``model`` on ``tasks`` (default: every task of ``family`` on disk).
+
+    Target spaces shared by several tasks are indexed once (``index_cache``; pass the same
+    cache to several calls to share it across families too).
+    """
     names = list(tasks) if tasks is not None else _default_tasks(family, root, split)
     name = model_name or getattr(model, "name", None) or type(model).__name__
+    index_cache = index_cache if index_cache is not None else IndexCache()
     per_task: dict[str, dict[str, Any]] = {}
     for task in tqdm(names, desc=f"{name} / {family}", disable=not progress):
         ds = task_lib.load_task(task, family=family, split=split, root=root)
-        per_task[task] = evaluate_dataset(model, ds, metrics, query_chunk, progress)
+        per_task[task] = evaluate_dataset(model, ds, metrics, query_chunk, progress, index_cache)
         logger.info(
             "%s %s/%s: MAP %.1f RP@10 %s (%d queries x %d targets, %.1f s)",
             name,
