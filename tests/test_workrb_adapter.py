@@ -1,0 +1,101 @@
+"""uwe.workrb_adapter: UWE scored by WorkRB's own evaluate() equals uwe.evaluation."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from uwe.evaluation import evaluate_dataset
+from uwe.model import UWEModel
+from uwe.tasks import RankingDataset
+
+QUERIES = [
+    "data scientist",
+    "baker",
+    "truck driver",
+    "nurse",
+    "software developer",
+    "chef",
+    "accountant",
+    "gardener",
+]
+TARGETS = [
+    "python programming",
+    "bake bread",
+    "drive a truck",
+    "care for patients",
+    "statistics",
+    "manage a team",
+    "use spreadsheets",
+    "sql",
+    "knead dough",
+    "logistics",
+    "first aid",
+    "machine learning",
+    "cook food",
+    "prepare budgets",
+    "prune trees",
+    "plant flowers",
+    "audit accounts",
+    "read maps",
+]
+POSITIVES = [[0, 4, 7, 11], [1, 8], [2, 9, 17], [3, 10], [0, 5, 7], [1, 12], [6, 13, 16], [14, 15]]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> UWEModel:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from uwe.encoders import resolve_model
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("bert")
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=len(tok),
+        max_position_embeddings=128,
+    )
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return UWEModel.from_backbone(str(folder), device="cpu", batch_size=8)
+
+
+def test_missing_extra_names_the_install(monkeypatch):
+    from uwe import workrb_adapter
+
+    monkeypatch.setitem(sys.modules, "workrb", None)  # import workrb -> ImportError
+    workrb_adapter._model_class.cache_clear()
+    try:
+        with pytest.raises(ImportError, match=r"uwe\[workrb\]|workrb=="):
+            workrb_adapter.as_workrb_model(object())
+    finally:
+        workrb_adapter._model_class.cache_clear()
+
+
+def test_workrb_evaluate_equals_uwe_evaluation(model, tmp_path):
+    workrb = pytest.importorskip("workrb")
+    from uwe.workrb_adapter import as_workrb_model, workrb_task
+
+    ds = RankingDataset("job2skill", "heldout", "test", QUERIES, TARGETS, POSITIVES)
+    scores = model.score(QUERIES, TARGETS)
+    assert all(len(np.unique(row)) == len(row) for row in scores)  # no ties: same ranking
+    adapter = as_workrb_model(model, name="uwe-tiny")
+    task = workrb_task(ds)
+    assert task.query_input_type.value == "job_title"
+    res = workrb.evaluate(adapter, [task], output_folder=str(tmp_path / "workrb"))
+    got = res.task_results[task.name].datasetid_results["en"].metrics_dict
+    ref = evaluate_dataset(model, ds, metrics=("map", "rp@10", "mrr"))
+    for m in ("map", "rp@10", "mrr"):
+        assert got[m] == pytest.approx(ref[m], abs=1e-6), m
+    matrix = adapter.compute_rankings(
+        QUERIES, TARGETS, task.query_input_type, task.target_input_type
+    )
+    np.testing.assert_array_equal(matrix.numpy(), scores)

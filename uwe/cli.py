@@ -1,0 +1,478 @@
+"""The ``uwe`` command line: rank, index, evaluate, info.
+
+    uwe rank --model models/uwe --task job2skill "data scientist"
+    printf 'nurse\\nwelder\\n' | uwe rank --model bm25 --targets skills.txt --format csv
+    uwe index --model models/uwe --targets skills.csv
+    uwe evaluate --model models/uwe --task all --family heldout --out metrics/cli.json
+    uwe info models/uwe
+
+Target indexes are cached on disk (:mod:`uwe.index_cache`), so a second ``rank`` against the
+same model and target list skips encoding the targets. Expected failures (unknown task, missing
+model or file, empty target list, unknown model name) print one line ``uwe: error: ...`` on
+stderr and exit with status 2; ``--verbose`` shows the traceback and INFO logs instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2
+TABLE_FORMATS = ("table", "json", "csv")
+
+
+class CLIError(ValueError):
+    """An expected user error: reported as one line, exit status 2."""
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def read_targets_file(path: str | Path) -> list[str]:
+    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (column
+    ``target``, else the first column); stripped, empty rows dropped, duplicates dropped
+    (first occurrence kept, so target ``j`` is the ``j``-th distinct text)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"target file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv", ".parquet"):
+        try:
+            df = (
+                pd.read_parquet(p)
+                if suffix == ".parquet"
+                else pd.read_csv(
+                    p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+                )
+            )
+        except (ValueError, OSError, pd.errors.ParserError) as err:
+            raise CLIError(f"cannot read target file {p}: {err}") from err
+        if df.shape[1] == 0:
+            raise CLIError(f"target file {p} has no columns")
+        raw = df["target" if "target" in df.columns else df.columns[0]].tolist()
+    else:
+        raw = p.read_text(encoding="utf-8").splitlines()
+    targets = list(dict.fromkeys(str(t).strip() for t in raw if t is not None))
+    targets = [t for t in targets if t]
+    if not targets:
+        raise CLIError(f"target file {p} contains no targets")
+    return targets
+
+
+def task_targets(args: argparse.Namespace) -> list[str]:
+    return load_checked_task(args.task, args.family, args.split, args.root).targets
+
+
+def load_checked_task(name: str, family: str, split: str, root: str):
+    from uwe import tasks
+
+    on_disk = tasks.list_tasks(family, root=root, split=split) if family in tasks.FAMILIES else []
+    if name not in on_disk:
+        where = f"family {family!r}, split {split!r} under {root}"
+        raise CLIError(
+            f"unknown task {name!r} ({where}); available: "
+            f"{', '.join(on_disk) or '(none: run the curate stage first)'}"
+        )
+    return tasks.load_task(name, family=family, split=split, root=root)
+
+
+def read_queries(args: argparse.Namespace) -> list[str]:
+    """Queries from the command line, else one per line from stdin."""
+    if args.queries:
+        queries = [q.strip() for q in args.queries]
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise CLIError("no queries: pass them as arguments or pipe them on stdin, one per line")
+    else:
+        queries = [line.strip() for line in sys.stdin.read().splitlines()]
+    queries = [q for q in queries if q]
+    if not queries:
+        raise CLIError("no queries given (all empty)")
+    return queries
+
+
+def load(args: argparse.Namespace):
+    """``(model, fingerprint)`` of ``--model`` (see :mod:`uwe.registry`)."""
+    from uwe.index_cache import model_fingerprint
+    from uwe.registry import load_model
+
+    model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+    encoder = getattr(model, "encoder", None)
+    if hasattr(encoder, "progress"):  # an embedding baseline: no progress bars in the CLI
+        encoder.progress = False
+    return model, model_fingerprint(args.model)
+
+
+def indexed(
+    args: argparse.Namespace,
+    model: Any,
+    fingerprint: dict,
+    targets: list[str],
+    rebuild: bool = False,
+):
+    from uwe.index_cache import IndexCache
+
+    cache = IndexCache(args.cache_dir)
+    return cache.get_or_build(
+        model, fingerprint, targets, use_cache=not getattr(args, "no_cache", False), rebuild=rebuild
+    )
+
+
+def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
+    """``[(ids (k,), scores (k,)) per query]``; ties -> lower target index."""
+    out = []
+    for s in range(0, len(queries), chunk):
+        scores = np.asarray(model.score_index(queries[s : s + chunk], index))  # (c, n_t)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (c, k)
+        out += [(ids, row[ids]) for row, ids in zip(scores, order, strict=True)]
+    return out
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def print_rankings(queries: list[str], ranked: list, targets: list[str], fmt: str) -> None:
+    out = sys.stdout
+    if fmt == "json":
+        rows = [
+            {
+                "query": q,
+                "results": [
+                    {"rank": r + 1, "score": round(float(s), 6), "target": targets[j]}
+                    for r, (j, s) in enumerate(zip(ids, sc, strict=True))
+                ],
+            }
+            for q, (ids, sc) in zip(queries, ranked, strict=True)
+        ]
+        out.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["query", "rank", "score", "target"])
+        for q, (ids, sc) in zip(queries, ranked, strict=True):
+            w.writerows(
+                [q, r + 1, f"{float(s):.6f}", targets[j]]
+                for r, (j, s) in enumerate(zip(ids, sc, strict=True))
+            )
+    else:
+        blocks = []
+        for q, (ids, sc) in zip(queries, ranked, strict=True):
+            lines = [f"query: {q}", f"{'rank':>4}  {'score':>8}  target"]
+            lines += [
+                f"{r + 1:>4}  {float(s):>8.4f}  {targets[j]}"
+                for r, (j, s) in enumerate(zip(ids, sc, strict=True))
+            ]
+            blocks.append("\n".join(lines))
+        out.write("\n\n".join(blocks) + "\n")
+
+
+def print_results(res: dict) -> None:
+    """Per-task MAP / RP@10 in %, then the groups' macro average."""
+    head = f"{'task':<30} {'queries':>8} {'targets':>8} {'MAP':>7} {'RP@10':>7}"
+    lines = [head, "-" * len(head)]
+    for name, r in res["tasks"].items():
+        lines.append(
+            f"{name:<30} {r['n_queries']:>8} {r['n_targets']:>8} "
+            f"{100 * r['map']:>7.2f} {100 * r['rp@10']:>7.2f}"
+        )
+    macro = res["macro"]
+    if macro.get("map") is not None:
+        lines.append("-" * len(head))
+        label = f"macro ({macro['n_groups']} groups)"
+        lines.append(f"{label:<48} {100 * macro['map']:>7.2f} {100 * macro['rp@10']:>7.2f}")
+    print("\n".join(lines))
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_rank(args: argparse.Namespace) -> int:
+    targets = task_targets(args) if args.task else read_targets_file(args.targets)
+    queries = read_queries(args)
+    if args.top_k < 1:
+        raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
+    model, fingerprint = load(args)
+    index, cached = indexed(args, model, fingerprint, targets)
+    logging.getLogger("uwe.cli").info("target index: %s %s", cached.status, cached.path or "")
+    ranked = top_k(model, queries, index, min(args.top_k, len(targets)))
+    print_rankings(queries, ranked, targets, args.format)
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    targets = task_targets(args) if args.task else read_targets_file(args.targets)
+    model, fingerprint = load(args)
+    _, cached = indexed(args, model, fingerprint, targets, rebuild=args.rebuild)
+    if cached.path is None:
+        print(
+            f"{args.model}: lexical index, not cached (rebuilt in well under a second per "
+            f"call); {len(targets)} targets"
+        )
+    else:
+        print(f"{cached.path} ({len(targets)} targets, {cached.status})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from uwe.evaluation import evaluate, write_results
+    from uwe.index_cache import CachedIndexModel, IndexCache
+
+    names = None
+    if args.task != "all":
+        names = [t.strip() for t in args.task.split(",") if t.strip()]
+        for name in names:  # fail before loading the model
+            load_checked_task(name, args.family, args.split, args.root)
+    model, fingerprint = load(args)
+    scored = (
+        model if args.no_cache else CachedIndexModel(model, fingerprint, IndexCache(args.cache_dir))
+    )
+    res = evaluate(
+        scored,
+        args.family,
+        tasks=names,
+        split=args.split,
+        root=args.root,
+        query_chunk=args.query_chunk,
+        progress=sys.stderr.isatty(),
+        model_name=args.model,
+    )
+    print_results(res)
+    if args.out:
+        print(f"wrote {write_results(res, args.out)}")
+    return 0
+
+
+def count_params(weights: Path) -> int:
+    """Number of parameters in a safetensors file, from its header (no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="np") as f:
+        return int(sum(np.prod(f.get_slice(k).get_shape(), dtype=np.int64) for k in f.keys()))
+
+
+def _fmt(d: Any, keys: tuple[str, ...] | None = None) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    items = [(k, d[k]) for k in (keys or tuple(d)) if k in d and not isinstance(d[k], dict)]
+    return ", ".join(f"{k} {v}" for k, v in items) or "-"
+
+
+def describe_model(path: str | Path) -> dict[str, Any]:
+    """``{"summary": {label: text}, "config": uwe_config, "params": n}`` of a UWE folder."""
+    folder = Path(path)
+    config_path = folder / "uwe_config.json"
+    if not config_path.is_file():
+        raise CLIError(f"not a UWE model folder (no uwe_config.json): {folder}")
+    try:
+        cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CLIError(f"{config_path}: invalid JSON: {err}") from err
+    weights = folder / "model.safetensors"
+    n_params = count_params(weights) if weights.is_file() else None
+    train = cfg.get("train") or {}
+    data = cfg.get("data") or {}
+    graphs = cfg.get("graphs") or train.get("graphs") or {}
+    summary = {
+        "model": str(folder.resolve()),
+        "backbone": cfg.get("backbone", "?"),
+        "scorer": cfg.get("scorer", "?"),
+        "attention temperature": cfg.get("attention_temperature", "?"),
+        "max length": f"{cfg.get('max_length', '?')} tokens",
+        "params": (
+            f"{n_params:,} ({n_params / 1e6:.1f}M)"
+            if n_params is not None
+            else "? (model.safetensors missing)"
+        ),
+        "uwe version": f"{cfg.get('uwe_version', '?')} (format {cfg.get('format_version', '?')})",
+    }
+    if train:
+        summary["training"] = _fmt(
+            train,
+            (
+                "loss",
+                "steps",
+                "batch_size",
+                "lr",
+                "warmup",
+                "weight_decay",
+                "max_minutes",
+                "precision",
+            ),
+        )
+        summary["trained"] = _fmt(cfg, ("step", "seed", "world_size"))
+        summary["graphs"] = ", ".join(f"{g} ({_fmt(p)})" for g, p in graphs.items()) or "-"
+    else:
+        summary["training"] = "none recorded (an untuned backbone?)"
+    if data:
+        edges = data.get("graph_edges") or {}
+        summary["training data"] = f"{data.get('root', '?')}; edges: " + (
+            ", ".join(f"{g} {n:,}" for g, n in edges.items()) or "-"
+        )
+    val = cfg.get("val")
+    if isinstance(val, dict) and val.get("macro_map") is not None:
+        summary["validation"] = f"macro MAP {100 * float(val['macro_map']):.2f} (best checkpoint)"
+    return {"summary": summary, "config": cfg, "params": n_params}
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = describe_model(args.path)
+    if args.format == "json":
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        print("\n".join(f"{k + ':':<24}{v}" for k, v in info["summary"].items()))
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH|NAME",
+        help="a UWE model folder (with uwe_config.json), bm25, tfidf_char or an "
+        "embedder (all-MiniLM-L6-v2, all-mpnet-base-v2, a local folder)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--batch-size", type=int, default=128, help="texts per encoder batch")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="target-index cache (default: $UWE_CACHE_DIR/index or ~/.cache/uwe/index)",
+    )
+
+
+def _task_args(p: argparse.ArgumentParser, targets_file: bool = True) -> None:
+    if targets_file:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--task", help="rank against this curated task's target space")
+        src.add_argument(
+            "--targets",
+            metavar="FILE",
+            help="targets: .txt (one per line), .csv/.tsv/.parquet (column "
+            "'target', else the first column)",
+        )
+    p.add_argument("--family", default="heldout", help="task family: full, heldout, zeroshot")
+    p.add_argument("--split", default="test", help="task split: val or test (default: test)")
+    p.add_argument("--root", default="data/curated", help="curated data folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uwe",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Unified Work Embeddings: rank skills and occupations, evaluate models on "
+        "WorkBench, inspect trained models.",
+        epilog="examples:\n"
+        + "\n".join(
+            "  " + line.strip()
+            for line in __doc__.splitlines()
+            if line.startswith(("    uwe ", "    printf "))
+        ),
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="INFO logs and full tracebacks on errors"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "rank",
+        help="top-k targets for each query",
+        description="Rank a target space for each query (arguments, or stdin "
+        "one per line). The target index is cached on disk.",
+    )
+    _model_args(p)
+    _task_args(p)
+    p.add_argument("--top-k", type=int, default=10, help="results per query (default: 10)")
+    p.add_argument("--format", choices=TABLE_FORMATS, default="table", help="output format")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: stdin)")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "index",
+        help="build and cache a target index",
+        description="Encode a target space once and store it in the cache.",
+    )
+    _model_args(p)
+    _task_args(p)
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="WorkBench metrics of a model",
+        description="MAP and RP@10 per task and the macro average, computed by "
+        "uwe.evaluation (the pipeline's numbers).",
+    )
+    _model_args(p)
+    p.add_argument(
+        "--task", required=True, help="a task name, several separated by commas, or 'all'"
+    )
+    _task_args(p, targets_file=False)
+    p.add_argument("--query-chunk", type=int, default=1024, help="queries scored at once")
+    p.add_argument("--no-cache", action="store_true", help="do not use the index cache")
+    p.add_argument("--out", metavar="FILE", help="write the results JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "info",
+        help="describe a trained UWE model folder",
+        description="Backbone, scorer, temperature, max length, parameter "
+        "count, training params and data from uwe_config.json.",
+    )
+    p.add_argument("path", metavar="PATH", help="a UWE model folder")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def configure_logging(level: int) -> None:
+    """One stderr handler on the root logger at ``level`` (libraries such as bm25s set their
+    own loggers to DEBUG, so the level is put on the handler); idempotent across calls."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_uwe_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._uwe_cli = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    handler.setLevel(level)
+    root.setLevel(min(root.level or logging.WARNING, level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2): argparse printed it
+        return int(exit_.code or 0)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:  # read by huggingface_hub / transformers at import: no weight bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.func(args)
+    except (
+        CLIError,
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+        ImportError,
+    ) as err:
+        if args.verbose:
+            raise
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"uwe: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
