@@ -1,0 +1,329 @@
+"""The UWE model: one shared token encoder + a late-interaction scorer (arXiv 2511.07969).
+
+* :class:`TokenEncoder` -- a Hugging Face backbone (``transformers.AutoModel``) and its tokenizer;
+  ``forward(texts) -> (emb (n, L, d), mask (n, L) bool)`` = ``last_hidden_state`` and the
+  attention mask (special tokens [CLS]/[SEP] included, as in sentence-transformers' mean
+  pooling), texts truncated to ``max_length`` tokens.
+* :class:`UWEModel` -- encoder + scorer name (:mod:`uwe.scoring`) + ``attention_temperature``,
+  with the harness contract ``index = index_targets(targets)``,
+  ``score_index(queries, index) -> (n_q, n_t) float32`` (``scores[i, j]`` = query ``i`` vs
+  target ``j``), ``score(queries, targets)`` and ``rank(queries, index, top_k)``.
+* :func:`save` / :func:`load` -- a folder with ``model.safetensors`` + ``config.json`` (the
+  backbone, loadable by ``AutoModel``), the tokenizer files and ``uwe_config.json``.
+
+Inference sorts texts by token length and encodes them in batches, so each batch is padded only
+to its own longest text; target batches are kept as buckets (on the model's device) and every
+query batch is scored bucket by bucket, in target chunks sized so that one
+``(queries, targets, Lq, Lt)`` intermediate holds at most ``score_budget`` elements. Scores do
+not depend on batch sizes or padding (beyond float rounding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from uwe import __version__
+from uwe.scoring import get_scorer
+
+UWE_CONFIG = "uwe_config.json"
+WEIGHTS = "model.safetensors"
+REQUIRED_FILES = (UWE_CONFIG, "config.json", WEIGHTS, "tokenizer_config.json")
+FORMAT_VERSION = 1
+
+
+def transformer_folder(path: str | Path) -> Path:
+    """The folder holding the backbone's ``config.json``: ``path`` itself, or the Transformer
+    module's sub-folder of a sentence-transformers folder (``modules.json``)."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    modules = p / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            sub = p / module.get("path", "")
+            if module.get("type", "").endswith("Transformer") and (sub / "config.json").is_file():
+                return sub
+    raise FileNotFoundError(f"no transformer config.json found in model folder {p}")
+
+
+def drop_pooler(backbone: nn.Module) -> bool:
+    """Remove a [CLS] pooler head (BERT, MPNet): UWE uses ``last_hidden_state`` only, and a
+    parameter without gradient would break DistributedDataParallel. True if one was removed."""
+    if getattr(backbone, "pooler", None) is None:
+        return False
+    backbone.pooler = None
+    return True
+
+
+class TokenEncoder(nn.Module):
+    """Shared backbone + tokenizer; ``forward(texts) -> (emb (n, L, d), mask (n, L) bool)``."""
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, max_length: int = 64,
+                 backbone_name: str = ""):
+        super().__init__()
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        self.backbone, self.tokenizer = backbone, tokenizer
+        self.max_length, self.backbone_name = int(max_length), backbone_name
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, max_length: int = 64) -> TokenEncoder:
+        """Load a backbone by name (``uwe.encoders.resolve_model``) or from a local folder."""
+        from transformers import AutoModel, AutoTokenizer
+
+        from uwe.encoders import resolve_model
+
+        resolved = resolve_model(name_or_path)
+        folder = transformer_folder(resolved) if Path(resolved).is_dir() else resolved
+        backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
+        drop_pooler(backbone)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return cls(backbone, tokenizer, max_length, backbone_name=str(name_or_path))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        """Number of tokens of each text after truncation (special tokens included)."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
+
+    def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(texts) == 0:
+            empty = torch.zeros(0, 1, self.dim, device=self.device)
+            return empty, torch.zeros(0, 1, dtype=torch.bool, device=self.device)
+        batch = self.tokenize(texts)
+        emb = self.backbone(**batch).last_hidden_state  # (n, L, d)
+        return emb, batch["attention_mask"].bool()  # (n, L, d), (n, L)
+
+
+@dataclass
+class Bucket:
+    """Texts of similar token length: their positions in the input list and padded tokens."""
+
+    index: torch.Tensor  # (b,) long, positions in the original list
+    emb: torch.Tensor  # (b, L, d)
+    mask: torch.Tensor  # (b, L) bool
+
+
+@dataclass
+class TargetIndex:
+    """Cached target token embeddings (:meth:`UWEModel.index_targets`)."""
+
+    targets: list[str]
+    buckets: list[Bucket]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, targets: list[str]) -> TargetIndex:
+        """Index of ``targets`` (each must be in this index) without re-encoding anything."""
+        pos = {t: i for i, t in enumerate(self.targets)}
+        missing = [t for t in targets if t not in pos]
+        if missing:
+            raise ValueError(f"{len(missing)} target(s) not in the index, e.g. {missing[0]!r}")
+        device = self.buckets[0].index.device if self.buckets else torch.device("cpu")
+        new_pos = torch.full((len(self.targets),), -1, dtype=torch.long, device=device)
+        new_pos[torch.tensor([pos[t] for t in targets], dtype=torch.long, device=device)] = (
+            torch.arange(len(targets), device=device))
+        buckets = []
+        for b in self.buckets:
+            mapped = new_pos[b.index]  # (b,) position in the subset, -1 = not in it
+            keep = mapped >= 0
+            if keep.any():
+                buckets.append(Bucket(mapped[keep], b.emb[keep], b.mask[keep]))
+        return TargetIndex(list(targets), buckets)
+
+
+class UWEModel:
+    """Encoder + scorer. ``batch_size``: texts per encoder forward at inference;
+    ``score_budget``: max elements of one ``(queries, targets, Lq, Lt)`` scoring intermediate
+    (None: 2**21 on CPU, where small cache-friendly blocks measured fastest, 2**26 on GPU)."""
+
+    def __init__(self, encoder: TokenEncoder, scorer: str = "sli",
+                 attention_temperature: float = 0.1, batch_size: int = 128,
+                 score_budget: int | None = None, name: str | None = None,
+                 config: dict | None = None, progress: bool = False):
+        self.scorer = get_scorer(scorer)  # ValueError for an unknown name
+        if not attention_temperature > 0:
+            raise ValueError(f"attention_temperature must be > 0, got {attention_temperature}")
+        self.encoder, self.scorer_name = encoder, scorer
+        self.attention_temperature = float(attention_temperature)
+        self.batch_size, self.score_budget, self.progress = batch_size, score_budget, progress
+        self.name = name or encoder.backbone_name or "uwe"
+        self.config = dict(config or {})
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str | Path, scorer: str = "sli",
+                      attention_temperature: float = 0.1, max_length: int = 64,
+                      device: str = "auto", **kwargs) -> UWEModel:
+        """An untuned UWE model on a pretrained backbone (the "untuned backbone" row)."""
+        from uwe.encoders import resolve_device
+
+        get_scorer(scorer)
+        encoder = TokenEncoder.from_pretrained(name_or_path, max_length=max_length)
+        encoder.to(resolve_device(device)).eval()
+        return cls(encoder, scorer, attention_temperature, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @contextmanager
+    def _inference(self):
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.encoder.train(was_training)
+
+    def _encode_buckets(self, texts: list[str], batch_size: int | None = None) -> list[Bucket]:
+        """Encode ``texts`` longest first, ``batch_size`` at a time (call in inference mode)."""
+        from tqdm.auto import tqdm
+
+        bs = batch_size or self.batch_size
+        order = np.argsort(-self.encoder.token_lengths(texts), kind="stable")
+        buckets = []
+        for s in tqdm(range(0, len(texts), bs), disable=not self.progress, leave=False,
+                      desc="encode"):
+            idx = order[s : s + bs]
+            emb, mask = self.encoder([texts[i] for i in idx])  # (b, L, d), (b, L)
+            buckets.append(Bucket(torch.from_numpy(idx).to(emb.device), emb.float(), mask))
+        return buckets
+
+    def index_targets(self, targets: list[str], batch_size: int | None = None) -> TargetIndex:
+        """Token embeddings of ``targets``, computed once, kept on the model's device."""
+        targets = list(targets)
+        with self._inference():
+            return TargetIndex(targets, self._encode_buckets(targets, batch_size))
+
+    def _score_block(self, q: Bucket, index: TargetIndex) -> torch.Tensor:
+        """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order."""
+        b_q, l_q = q.mask.shape
+        budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**21)
+        out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
+        for t in index.buckets:
+            chunk = max(1, budget // max(1, b_q * l_q * t.mask.shape[1]))
+            s = self.scorer.all_pairs(q.emb, q.mask, t.emb, t.mask,
+                                      attention_temperature=self.attention_temperature,
+                                      target_chunk=chunk)  # (b_q, b_t)
+            out.index_copy_(1, t.index, s.float())
+        return out
+
+    def score_index(self, queries: list[str], index: TargetIndex) -> np.ndarray:
+        """``(n_q, n_t)`` float32 scores of ``queries`` against an indexed target space."""
+        queries = list(queries)
+        out = np.zeros((len(queries), len(index)), dtype=np.float32)
+        if not queries or len(index) == 0:
+            return out
+        with self._inference():
+            for q in self._encode_buckets(queries):
+                out[q.index.cpu().numpy()] = self._score_block(q, index).cpu().numpy()
+        return out
+
+    def score(self, queries: list[str], targets: list[str]) -> np.ndarray:
+        """``(n_q, n_t)`` float32; equals ``score_index(queries, index_targets(targets))``."""
+        return self.score_index(queries, self.index_targets(targets))
+
+    def rank(self, queries: list[str], index: TargetIndex, top_k: int = 10,
+             query_chunk: int = 1024) -> list[list[tuple[str, float]]]:
+        """Top-``top_k`` ``(target, score)`` per query, best first; ties -> lower target index."""
+        k = min(top_k, len(index))
+        out = []
+        for s in range(0, len(queries), query_chunk):
+            scores = self.score_index(list(queries[s : s + query_chunk]), index)  # (c, n_t)
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (c, k)
+            out += [[(index.targets[j], float(row[j])) for j in ids]
+                    for row, ids in zip(scores, top, strict=True)]
+        return out
+
+
+def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) -> Path:
+    """Write ``model`` to the folder ``path`` atomically (temp folder + rename).
+
+    ``uwe_config.json`` = the core keys (uwe version, backbone, scorer, attention temperature,
+    max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        enc = model.encoder
+        enc.backbone.save_pretrained(tmp)
+        enc.tokenizer.save_pretrained(tmp)
+        config = {**dict(extra_config or {}), "uwe_version": __version__,
+                  "format_version": FORMAT_VERSION, "backbone": enc.backbone_name,
+                  "scorer": model.scorer_name,
+                  "attention_temperature": model.attention_temperature,
+                  "max_length": enc.max_length,
+                  "pooler": getattr(enc.backbone, "pooler", None) is not None}
+        (tmp / UWE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str)
+                                      + "\n", encoding="utf-8")
+        pickles = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
+        assert not pickles, f"pickle files written: {pickles}"
+        replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Move folder ``src`` to ``dest``, replacing an existing ``dest`` (two renames)."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
+    """Load a folder written by :func:`save`; ``kwargs`` go to :class:`UWEModel`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from uwe.encoders import resolve_device
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"UWE model folder not found: {path}")
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"UWE model file missing: {path / name}")
+    config = json.loads((path / UWE_CONFIG).read_text(encoding="utf-8"))
+    try:
+        get_scorer(config["scorer"])
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path / UWE_CONFIG}: bad 'scorer': {err}") from err
+    extra = {} if config.get("pooler", True) else {"add_pooling_layer": False}
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True, **extra)
+    encoder = TokenEncoder(backbone, AutoTokenizer.from_pretrained(path),
+                           max_length=int(config["max_length"]),
+                           backbone_name=str(config.get("backbone", "")))
+    encoder.to(resolve_device(device)).eval()
+    kwargs.setdefault("name", path.name)
+    return UWEModel(encoder, config["scorer"], float(config["attention_temperature"]),
+                    config=config, **kwargs)
