@@ -19,6 +19,9 @@ def setup(
 ) -> tuple[Path, Params]:
     """Resolve the repository root, load the params, configure logging and CPU threads.
 
+    CPU threads: ``threads``, else ``$UWE_THREADS``, else every core (set ``UWE_THREADS=1`` when
+    several jobs share a small machine: oversubscribed torch threads run several times slower).
+
     ``root`` is the repository root relative to the working directory (a notebook runs in
     ``notebooks/``, so ``..``); ``params_file`` is relative to ``root`` unless absolute.
     """
@@ -38,7 +41,8 @@ def setup(
     try:
         import torch
 
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        env_threads = int(os.environ.get("UWE_THREADS", 0))
+        torch.set_num_threads(threads or env_threads or os.cpu_count() or 1)
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     return root, params
