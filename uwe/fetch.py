@@ -126,7 +126,9 @@ def _fetch_one(entry: ManifestEntry, dest: Path, mirror: Path | None, existing: 
             progressbar=False,
         )
     except ValueError as err:  # pooch: hash mismatch
-        raise FetchError(f"checksum mismatch for {entry.path} downloaded from {entry.url}: {err}")
+        raise FetchError(
+            f"checksum mismatch for {entry.path} downloaded from {entry.url}: {err}"
+        ) from err
     except Exception as err:  # network errors of any kind
         raise FetchError(
             f"could not download {entry.path} from {entry.url}: {err}. Check the network, "
