@@ -420,7 +420,9 @@ class Trainer:
         return {"train": _jsonable(dataclasses.asdict(cfg)), "seed": self.seed,
                 "step": self.step, "world_size": self.info.world,
                 "graphs": {g: dataclasses.asdict(p) for g, p in cfg.graphs.items()},
-                "data": {"root": str(self.data_root), "graph_edges": self.batcher.edge_counts()},
+                # relative to the model folder, so the config names no machine's paths
+                "data": {"root": os.path.relpath(self.data_root, self.out_dir),
+                         "graph_edges": self.batcher.edge_counts()},
                 "val": val}
 
     # -- steps -------------------------------------------------------------------------------
