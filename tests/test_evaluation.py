@@ -192,3 +192,46 @@ def test_index_cache_indexes_a_shared_target_space_once():
     cache.get(model, ["c"])  # evicts ["a", "b"] (size 1)
     cache.get(model, ["a", "b"])
     assert calls == [("a", "b"), ("c",), ("a", "b")]
+
+
+def test_query_memo_reuses_queries_and_gives_identical_results():
+    ds, model = _dataset("job2skill"), CountingModel()
+    memo = evaluation.QueryMemo()
+    first = evaluate_dataset(model, ds, query_chunk=4, memo=memo)
+    assert sum(model.chunks) == len(ds.queries)
+    # a subset with identical positives (the heldout situation): nothing is scored again
+    sub = RankingDataset("job2skill", "heldout", "test", ds.queries[1:4], ds.targets,
+                         ds.positives[1:4])
+    model.chunks.clear()
+    again = evaluate_dataset(model, sub, memo=memo)
+    fresh = evaluate_dataset(CountingModel(), sub)
+    assert model.chunks == []
+    for m in evaluation.EVAL_METRICS:
+        assert again[m] == pytest.approx(fresh[m], abs=1e-12)
+        assert again[f"{m}_ci"] == pytest.approx(fresh[f"{m}_ci"])
+    # different positives for the same query text, or another target space: scored again
+    changed = RankingDataset("x", "heldout", "test", ds.queries[:2], ds.targets,
+                             [[0], ds.positives[1]])
+    res = evaluate_dataset(model, changed, memo=memo)
+    assert model.chunks == [1]
+    assert res["map"] == pytest.approx(evaluate_dataset(CountingModel(), changed)["map"])
+    other = RankingDataset("y", "heldout", "test", ds.queries[:2], ds.targets[::-1],
+                           [[9], [5, 6]])
+    model.chunks.clear()
+    evaluate_dataset(model, other, memo=memo)
+    assert model.chunks == [2]
+    assert first["n_queries"] == 5
+
+
+def test_subsample_queries_is_seeded_and_keeps_positives():
+    ds = _dataset("job2skill")
+    a = evaluation.subsample_queries(ds, 3, seed=1)
+    b = evaluation.subsample_queries(ds, 3, seed=1)
+    assert a.queries == b.queries and len(a.queries) == 3
+    assert all(len(p) > 0 for p in a.positives)
+    for q, p in zip(a.queries, a.positives, strict=True):
+        assert p == ds.positives[ds.queries.index(q)]
+    assert evaluation.subsample_queries(ds, None) is ds
+    assert evaluation.subsample_queries(ds, 100) is ds
+    with pytest.raises(ValueError, match="max_queries"):
+        evaluation.subsample_queries(ds, 0)

@@ -204,3 +204,15 @@ def test_pairwise_sli_matches_reference(data):
     t, tm = _batch(5, 4, seed=7)
     ref = _sli_reference(q, qm, t, tm, 0.1).diagonal()
     torch.testing.assert_close(sli_pairwise(q, qm, t, tm, 0.1), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tau", [0.02, 0.1, 0.5])
+def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau):
+    from uwe.scoring import sli_dense, unit_and_norm
+
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(5, 4, 16, generator=g) * 3  # raw token embeddings, norms ~12
+    t = torch.randn(7, 6, 16, generator=g) * 3
+    ref = sli_scores(q, torch.ones(5, 4), t, torch.ones(7, 6), attention_temperature=tau)
+    got = sli_dense(*unit_and_norm(q), *unit_and_norm(t), attention_temperature=tau)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)

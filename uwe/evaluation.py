@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from uwe import tasks as task_lib
 from uwe.baselines import model_slug
 from uwe.io import write_json
-from uwe.metrics import MetricAccumulator, mean_ci
+from uwe.metrics import MetricAccumulator, _nan_mean, mean_ci
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,58 @@ def score_chunks(
         yield start, scores
 
 
+class QueryMemo:
+    """Per-query metric values of one model, keyed by (target space, query text, positives).
+
+    A query whose text, positives and target space were already scored (the ``heldout``
+    family re-uses most ``full`` queries verbatim: job_norm, skill_extraction, and subsets of
+    job2skill, skill_norm and skill_sim) gets the stored values instead of being encoded and
+    scored again; the values are exactly what a re-evaluation would give, because a query's
+    metrics depend only on its score row and its positives.
+    """
+
+    def __init__(self):
+        self._items: dict[str, dict[tuple[str, tuple[int, ...]], np.ndarray]] = {}
+
+    def lookup(self, targets_key: str, queries: Sequence[str], positives: Sequence[Sequence[int]],
+               metrics: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(known (n,) bool, values (n, len(metrics)) or None)``."""
+        space = self._items.get(f"{targets_key}|{','.join(metrics)}", {})
+        rows = [space.get((q, tuple(p))) for q, p in zip(queries, positives, strict=True)]
+        known = np.array([r is not None for r in rows], dtype=bool)
+        if not known.any():
+            return known, None
+        values = np.zeros((len(rows), len(metrics)), dtype=np.float64)
+        for i, r in enumerate(rows):
+            if r is not None:
+                values[i] = r
+        return known, values
+
+    def store(self, targets_key: str, queries: Sequence[str],
+              positives: Sequence[Sequence[int]], metrics: Sequence[str],
+              values: np.ndarray) -> None:
+        space = self._items.setdefault(f"{targets_key}|{','.join(metrics)}", {})
+        for q, p, v in zip(queries, positives, values, strict=True):
+            space[(q, tuple(p))] = np.asarray(v, dtype=np.float64)
+
+
+def subsample_queries(ds: Any, max_queries: int | None, seed: int = 0) -> Any:
+    """``ds`` restricted to at most ``max_queries`` queries with positives (a seeded sample,
+    original order kept, the same for every model); ``None`` keeps every query."""
+    import dataclasses
+    import zlib
+
+    keep = np.array([i for i, p in enumerate(ds.positives) if len(p) > 0], dtype=np.int64)
+    if max_queries is None or len(keep) <= max_queries:
+        return ds
+    if max_queries < 1:
+        raise ValueError(f"max_queries must be >= 1 or None, got {max_queries}")
+    rng = np.random.default_rng([seed, zlib.crc32(f"{ds.family}/{ds.name}".encode())])
+    keep = np.sort(rng.choice(keep, size=max_queries, replace=False))
+    return dataclasses.replace(ds, queries=[ds.queries[i] for i in keep],
+                               positives=[ds.positives[i] for i in keep])
+
+
 def evaluate_dataset(
     model: Any,
     ds: Any,
@@ -124,18 +176,43 @@ def evaluate_dataset(
     query_chunk: int = 1024,
     progress: bool = False,
     index_cache: IndexCache | None = None,
+    memo: QueryMemo | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on one :class:`uwe.tasks.RankingDataset` (see module doc)."""
+    """Metrics of ``model`` on one :class:`uwe.tasks.RankingDataset` (see module doc).
+
+    With a ``memo``, queries already scored against the same target space (same positives)
+    are taken from it and only the others are scored.
+    """
     t0 = time.perf_counter()
+    metrics = tuple(metrics)
+    queries, positives = list(ds.queries), [list(p) for p in ds.positives]
+    tkey = IndexCache.key(list(ds.targets))
+    known, known_values = (memo.lookup(tkey, queries, positives, metrics) if memo is not None
+                           else (np.zeros(len(queries), dtype=bool), None))
+    todo = np.flatnonzero(~known)
     acc = MetricAccumulator(metrics)
-    for start, scores in score_chunks(
-        model, list(ds.queries), list(ds.targets), query_chunk, progress, desc=ds.name,
-        index_cache=index_cache,
-    ):
-        acc.update(scores, ds.positives[start : start + len(scores)])
-    per_query = acc.per_query()
-    out: dict[str, Any] = dict(acc.result())
-    for m in acc.metrics:
+    todo_queries = [queries[i] for i in todo]
+    todo_positives = [positives[i] for i in todo]
+    if len(todo):
+        for start, scores in score_chunks(
+            model, todo_queries, list(ds.targets), query_chunk, progress, desc=ds.name,
+            index_cache=index_cache,
+        ):
+            acc.update(scores, todo_positives[start : start + len(scores)])
+    fresh = acc.per_query()  # {m: (len(todo),)}, NaN for a query without positives
+    if memo is not None and len(todo):
+        memo.store(tkey, todo_queries, todo_positives, metrics,
+                   np.stack([fresh[m] for m in metrics], axis=1))
+    per_query: dict[str, np.ndarray] = {}  # (n_queries,) in the dataset's order
+    for k, m in enumerate(metrics):
+        col = np.full(len(queries), np.nan, dtype=np.float64)
+        if known_values is not None:
+            col[known] = known_values[known, k]
+        if len(todo):
+            col[todo] = fresh[m]
+        per_query[m] = col
+    out: dict[str, Any] = {m: _nan_mean(per_query[m]) for m in metrics}
+    for m in metrics:
         out[f"{m}_ci"] = _ci(per_query[m])
     out["n_queries"] = int(sum(1 for p in ds.positives if len(p) > 0))
     out["n_targets"] = len(ds.targets)
@@ -185,11 +262,17 @@ def evaluate(
     progress: bool = True,
     model_name: str | None = None,
     index_cache: IndexCache | None = None,
+    memo: QueryMemo | None = None,
+    max_queries: int | None = None,
+    sample_seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``tasks`` (default: every task of ``family`` on disk).
 
-    Target spaces shared by several tasks are indexed once (``index_cache``; pass the same
-    cache to several calls to share it across families too).
+    Target spaces shared by several tasks are indexed once (``index_cache``); queries already
+    scored against the same target space are not scored again (``memo``). Pass the same cache
+    and memo to several calls to share them across families. ``max_queries`` evaluates a
+    seeded subsample of each task's queries (:func:`subsample_queries`; the analyses' cpu
+    budgets), ``None`` every query.
     """
     names = list(tasks) if tasks is not None else _default_tasks(family, root, split)
     name = model_name or getattr(model, "name", None) or type(model).__name__
@@ -197,7 +280,9 @@ def evaluate(
     per_task: dict[str, dict[str, Any]] = {}
     for task in tqdm(names, desc=f"{name} / {family}", disable=not progress):
         ds = task_lib.load_task(task, family=family, split=split, root=root)
-        per_task[task] = evaluate_dataset(model, ds, metrics, query_chunk, progress, index_cache)
+        ds = subsample_queries(ds, max_queries, sample_seed)
+        per_task[task] = evaluate_dataset(model, ds, metrics, query_chunk, progress, index_cache,
+                                          memo)
         logger.info(
             "%s %s/%s: MAP %.1f RP@10 %s (%d queries x %d targets, %.1f s)",
             name,
@@ -217,6 +302,7 @@ def evaluate(
         "tasks": per_task,
         "groups": groups,
         "macro": macro,
+        **({"max_queries": max_queries, "sample_seed": sample_seed} if max_queries else {}),
     }
 
 

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from uwe import __version__
-from uwe.scoring import get_scorer
+from uwe.scoring import get_scorer, sli_dense, unit_and_norm
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
@@ -120,11 +120,26 @@ class TokenEncoder(nn.Module):
 
 @dataclass
 class Bucket:
-    """Texts of similar token length: their positions in the input list and padded tokens."""
+    """Texts of one token length: their positions in the input list and their tokens.
+
+    Buckets built by :class:`UWEModel` hold texts of exactly equal length (``mask`` all true,
+    no padding); the general scorers also accept padded buckets.
+    """
 
     index: torch.Tensor  # (b,) long, positions in the original list
     emb: torch.Tensor  # (b, L, d)
     mask: torch.Tensor  # (b, L) bool
+    _unit_norm: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def unpadded(self) -> bool:
+        return bool(self.mask.all())
+
+    def unit_norm(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit token vectors ``(b, L, d)`` and norms ``(b, L)`` (computed once)."""
+        if self._unit_norm is None:
+            self._unit_norm = unit_and_norm(self.emb)
+        return self._unit_norm
 
 
 @dataclass
@@ -200,36 +215,61 @@ class UWEModel:
         finally:
             self.encoder.train(was_training)
 
-    def _encode_buckets(self, texts: list[str], batch_size: int | None = None) -> list[Bucket]:
-        """Encode ``texts`` longest first, ``batch_size`` at a time (call in inference mode)."""
+    def _encode_buckets(self, texts: list[str], batch_size: int | None = None,
+                        merge: bool = False) -> list[Bucket]:
+        """Encode ``texts`` grouped by exact token length (longest first), ``batch_size`` at a
+        time, so no batch is padded (call in inference mode). ``merge``: one bucket per length
+        (the target side, scored in large blocks) instead of one per batch."""
         from tqdm.auto import tqdm
 
         bs = batch_size or self.batch_size
-        order = np.argsort(-self.encoder.token_lengths(texts), kind="stable")
-        buckets = []
-        for s in tqdm(range(0, len(texts), bs), disable=not self.progress, leave=False,
-                      desc="encode"):
-            idx = order[s : s + bs]
+        lengths = self.encoder.token_lengths(texts)  # (n,)
+        order = np.argsort(-lengths, kind="stable")
+        batches, s = [], 0
+        while s < len(order):
+            e = min(s + bs, len(order))
+            e = s + int(np.count_nonzero(lengths[order[s:e]] == lengths[order[s]]))
+            batches.append(order[s:e])
+            s = e
+        buckets: list[Bucket] = []
+        for idx in tqdm(batches, disable=not self.progress, leave=False, desc="encode"):
             emb, mask = self.encoder([texts[i] for i in idx])  # (b, L, d), (b, L)
-            buckets.append(Bucket(torch.from_numpy(idx).to(emb.device), emb.float(), mask))
+            b = Bucket(torch.from_numpy(idx).to(emb.device), emb.float(), mask)
+            if merge and buckets and buckets[-1].emb.shape[1] == emb.shape[1]:
+                last = buckets[-1]
+                b = Bucket(torch.cat([last.index, b.index]), torch.cat([last.emb, b.emb]),
+                           torch.cat([last.mask, b.mask]))
+                buckets[-1] = b
+            else:
+                buckets.append(b)
         return buckets
 
     def index_targets(self, targets: list[str], batch_size: int | None = None) -> TargetIndex:
         """Token embeddings of ``targets``, computed once, kept on the model's device."""
         targets = list(targets)
         with self._inference():
-            return TargetIndex(targets, self._encode_buckets(targets, batch_size))
+            return TargetIndex(targets, self._encode_buckets(targets, batch_size, merge=True))
 
     def _score_block(self, q: Bucket, index: TargetIndex) -> torch.Tensor:
-        """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order."""
+        """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order.
+
+        SLI on unpadded buckets takes the dense kernel (:func:`uwe.scoring.sli_dense`); other
+        scorers, or padded buckets, the general masked all-pairs scorer."""
         b_q, l_q = q.mask.shape
-        budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**21)
+        budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
+        dense = self.scorer_name == "sli" and q.unpadded
         for t in index.buckets:
             chunk = max(1, budget // max(1, b_q * l_q * t.mask.shape[1]))
-            s = self.scorer.all_pairs(q.emb, q.mask, t.emb, t.mask,
-                                      attention_temperature=self.attention_temperature,
-                                      target_chunk=chunk)  # (b_q, b_t)
+            if dense and t.unpadded:
+                (qu, qn), (tu, tn) = q.unit_norm(), t.unit_norm()
+                s = torch.cat([sli_dense(qu, qn, tu[j : j + chunk], tn[j : j + chunk],
+                                         self.attention_temperature)
+                               for j in range(0, tu.shape[0], chunk)], dim=1)  # (b_q, b_t)
+            else:
+                s = self.scorer.all_pairs(q.emb, q.mask, t.emb, t.mask,
+                                          attention_temperature=self.attention_temperature,
+                                          target_chunk=chunk)  # (b_q, b_t)
             out.index_copy_(1, t.index, s.float())
         return out
 

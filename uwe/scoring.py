@@ -255,3 +255,31 @@ def sli_scores_packed(q_emb, q_mask, packed: PackedTargets, attention_temperatur
     if not parts:
         return q.new_zeros(0, packed.n_targets)
     return torch.cat(parts, dim=0)  # (n_q, n_targets)
+
+
+# ----------------------------------------------------------------------------- dense inference
+def unit_and_norm(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(emb / ||emb||, ||emb||)`` per token: ``(..., d)`` unit vectors and ``(...)`` norms."""
+    norm = emb.norm(dim=-1)  # (...)
+    return emb / norm.clamp_min(EPS)[..., None], norm
+
+
+def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
+              t_norm: torch.Tensor, attention_temperature: float = 0.1) -> torch.Tensor:
+    """SLI of unpadded, equal-length queries ``(a, Lq, d)`` vs equal-length targets
+    ``(b, Lt, d)``, given as unit vectors and norms (:func:`unit_and_norm`) -> ``(a, b)``.
+
+    The inference hot path: one matrix product gives the cosines ``C``; the raw dot products
+    are ``C * |q_i| * |t_j|``, so the attention logits cost one broadcast multiply instead of
+    a second product. Without padding no masking is needed. Equals :func:`sli_scores` on the
+    same texts up to float rounding.
+    """
+    a, lq, d = q_unit.shape
+    b, lt, _ = t_unit.shape
+    cos = (q_unit.reshape(a * lq, d) @ t_unit.reshape(b * lt, d).T).view(a, lq, b, lt)
+    logits = cos * t_norm.view(1, 1, b, lt)  # (a, Lq, b, Lt)
+    logits.mul_((q_norm / attention_temperature).view(a, lq, 1, 1))
+    logits.sub_(logits.amax(-1, keepdim=True)).exp_()  # unnormalised attention
+    denom = logits.sum(-1)  # (a, Lq, b)
+    numer = logits.mul_(cos).sum(-1)  # (a, Lq, b)
+    return numer.div_(denom).mean(1)  # (a, b)
