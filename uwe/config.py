@@ -86,6 +86,63 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class BudgetParams:
+    """Budget of every run of one analysis group (``transfer`` / ``ablations``).
+
+    ``steps``, ``max_minutes``, ``eval_every`` replace the training values of the main model;
+    ``val_max_queries`` caps the validation queries per task (``None`` = all, ``0`` = no
+    validation: the last step's model is kept); ``batch_size`` ``None`` keeps ``train``'s;
+    ``max_queries`` caps the test queries per task (a seeded subsample, the same for every
+    run; ``None`` = all); every trained run is repeated for each of ``seeds``.
+    """
+
+    steps: int = 100
+    max_minutes: float | None = None
+    eval_every: int = 0
+    val_max_queries: int | None = 0
+    batch_size: int | None = None
+    max_queries: int | None = 500
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Overrides of one analysis run, relative to ``train`` (``None`` = keep the main value).
+
+    ``model`` evaluates an existing model instead of training one: ``"untuned"`` (the backbone
+    with ``train.scorer``, no training) or a UWE model folder such as ``models/uwe``.
+    ``graphs`` keeps only these training graphs (their weights and temperatures unchanged).
+    """
+
+    model: str | None = None
+    graphs: tuple[str, ...] | None = None
+    scorer: str | None = None
+    loss: str | None = None
+    attention_temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    budget: BudgetParams = field(default_factory=BudgetParams)
+    runs: dict[str, RunParams] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatencyParams:
+    """Per-query latency at batch 1 against a cached target space (stage ``latency``)."""
+
+    # result name (as under metrics/workbench/) -> model spec (uwe.registry.load_model)
+    models: dict[str, str] = field(default_factory=lambda: {"uwe": "models/uwe"})
+    task: str = "job2skill"  # whose target space is cached and whose queries are timed
+    family: str = "heldout"
+    warmup: int = 10
+    repeats: int = 100
+    throughput_batch: int = 64
+    throughput_batches: int = 5
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str = "cpu"
     seed: int = 0
@@ -94,6 +151,9 @@ class Params:
     baselines: BaselinesParams = field(default_factory=BaselinesParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    transfer: AnalysisParams = field(default_factory=AnalysisParams)
+    ablations: AnalysisParams = field(default_factory=AnalysisParams)
+    latency: LatencyParams = field(default_factory=LatencyParams)
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -83,3 +83,124 @@ def model_comparison(results: list[dict], metric: str = "map"):
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def _label(unit: str) -> str:
+    return unit.replace("skill_extraction", "skill_extr.").replace("_", "\n", 1)
+
+
+def transfer_heatmap(transfer: dict, metric: str = "map"):
+    """Gain over the untuned backbone (points) of each training graph (rows) on each task group
+    (columns), from ``uwe.collect.collect_transfer``; cells annotated, diverging colours."""
+    import numpy as np
+
+    from uwe.collect import transfer_frame
+
+    plt = _plt()
+    gain = transfer_frame(transfer, metric, gain=True)
+    values = transfer_frame(transfer, metric)
+    rows = [r for r in gain.index if r != transfer["baseline"]]
+    data = gain.loc[rows].to_numpy(dtype=float)  # (rows, columns)
+    lim = max(1.0, float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0)
+    fig, ax = plt.subplots(figsize=(6.4, 0.42 * len(rows) + 1.4))
+    im = ax.imshow(data, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i, j in np.ndindex(data.shape):
+        if np.isfinite(data[i, j]):
+            ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(data[i, j]) > 0.6 * lim else "black")
+    ax.set_xticks(range(len(gain.columns)), [_label(c) for c in gain.columns], fontsize=8)
+    base = values.loc[transfer["baseline"]]
+    ax.set_yticks(range(len(rows)), [f"{r} " for r in rows], fontsize=8)
+    ax.set_ylabel("trained on", fontsize=9)
+    ax.set_title(f"{metric.upper()} gain over the untuned backbone (points); untuned macro "
+                 f"{base['macro']:.1f}", fontsize=9)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cbar.ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_bars(ablations: dict, metric: str = "map"):
+    """One panel per factor (scorer, loss, attention temperature): macro ``metric`` (%) mean
+    over seeds with std error bars (none for one seed); the reference bar is darker."""
+    import numpy as np
+
+    plt = _plt()
+    axes_data = ablations["axes"]
+    fig, axes = plt.subplots(1, len(axes_data), figsize=(6.6, 2.8), sharey=True, squeeze=False)
+    lows = []
+    for ax, (axis, entries) in zip(axes[0], axes_data.items(), strict=True):
+        means = np.array([np.nan if e.get(metric) is None else 100 * e[metric] for e in entries])
+        stds = np.array([0.0 if e.get(f"{metric}_std") is None else 100 * e[f"{metric}_std"]
+                         for e in entries])
+        colors = ["C3" if e["reference"] else "C0" for e in entries]
+        ax.bar(range(len(entries)), means, 0.7, yerr=stds, color=colors, capsize=3,
+               error_kw={"lw": 0.8})
+        for k, m in enumerate(means):
+            if np.isfinite(m):
+                ax.text(k, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(entries)), [str(e["value"]).replace("_", "\n") for e in entries],
+                      fontsize=7)
+        ax.set_title(axis.replace("_", " "), fontsize=9)
+        lows.append(np.nanmin(means - stds) if np.isfinite(means).any() else 0.0)
+    low = min(lows) if lows else 0.0
+    axes[0][0].set_ylim(max(0.0, low - 5.0), None)
+    axes[0][0].set_ylabel(f"heldout macro {metric.upper()} (%)", fontsize=8)
+    n = ablations.get("seeds") or []
+    fig.suptitle(f"Ablations (red: reference; mean ± std over {len(n)} seed(s))", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_map(latency: dict, results: list[dict]):
+    """Median per-query latency (ms, log scale) vs heldout macro MAP (%); bubble area ∝
+    parameters. Models without both numbers are left out."""
+    import numpy as np
+
+    plt = _plt()
+    maps = {r["model"]: (r.get("macro") or {}).get("map") for r in results}
+    points = [(name, e["latency_ms"]["median"], 100 * maps[name], e.get("parameters") or 0)
+              for name, e in latency["models"].items() if maps.get(name) is not None]
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    if points:
+        sizes = np.array([p[3] for p in points], dtype=float)
+        area = 60 + 900 * sizes / max(1.0, sizes.max())
+        for k, (name, ms, m, params) in enumerate(points):
+            ax.scatter(ms, m, s=area[k], alpha=0.55, color=f"C{k}", edgecolor="k", lw=0.5)
+            ax.annotate(f"{name}\n{params / 1e6:.0f}M", (ms, m), fontsize=7, ha="center",
+                        va="center")
+        ax.set_xscale("log")
+        ms_all = [p[1] for p in points]
+        ax.set_xlim(min(ms_all) / 2, max(ms_all) * 2)
+    ax.set_xlabel(f"median latency per query, batch 1 (ms, {latency.get('device', '')})",
+                  fontsize=8)
+    ax.set_ylabel("heldout macro MAP (%)", fontsize=8)
+    ax.set_title(f"Quality vs latency ({latency.get('n_targets')} cached targets; "
+                 "area ∝ parameters)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def zeroshot_bars(zeroshot: dict, metric: str = "map"):
+    """Grouped bars: ``metric`` (%) per zero-shot task and the mean, one bar per model."""
+    import numpy as np
+
+    plt = _plt()
+    units = [*zeroshot["tasks"], "mean"]
+    models = zeroshot["order"]
+    fig, ax = plt.subplots(figsize=(6.4, 2.9))
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(units))
+    for k, model in enumerate(models):
+        cells = zeroshot["models"][model]
+        values = [np.nan if cells.get(u, {}).get(metric) is None else 100 * cells[u][metric]
+                  for u in units]
+        ax.bar(x + (k - (len(models) - 1) / 2) * width, values, width, label=model)
+    ax.set_xticks(x, [u.replace("_", "\n", 1) for u in units], fontsize=8)
+    ax.set_ylabel(f"{metric.upper()} (%)", fontsize=8)
+    ax.set_title("Zero-shot on unseen target spaces (O*NET 29.2, SkillsFuture)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig

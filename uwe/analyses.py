@@ -1,0 +1,246 @@
+"""Analysis runs (notebook ``04_variant``): cross-task transfer and ablations of the main model.
+
+A run is the main training config (``params.yaml: train``, profile applied) with the run's
+overrides (:class:`uwe.config.RunParams`: kept graphs, scorer, loss, attention temperature)
+under its group's budget (:class:`uwe.config.BudgetParams`: steps, wall-clock cap, validation,
+test-query cap, seeds). It is trained once per seed into ``models/<group>/<run>/seed<k>/`` and
+evaluated on the ``heldout`` test sets of the six WorkBench task groups (:func:`macro_tasks`),
+each capped at ``budget.max_queries`` queries: a seeded subsample (:data:`EVAL_SAMPLE_SEED`)
+that is the same for every run and model, so rows of one group compare like with like.
+
+A run with ``model`` set trains nothing: ``"untuned"`` evaluates the backbone with the main
+scorer (the "untuned backbone" row of the transfer matrix), a folder (``models/uwe``)
+evaluates that trained model under the same cap.
+
+``metrics/<group>/<run>.json``: ``group``, ``run``, ``profile``, ``overrides`` (the non-null
+run keys), ``budget``, ``train`` (the resolved training config, null without training),
+``model``, ``tasks`` and ``seeds``: one entry per seed with ``seed``, ``training`` (the
+:func:`uwe.training.train` summary, null without training) and ``evaluation`` (the
+:func:`uwe.evaluation.evaluate` result, fractions). :mod:`uwe.collect` aggregates the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from uwe.config import BudgetParams, Params, RunParams, TrainParams
+
+logger = logging.getLogger(__name__)
+
+GROUPS = ("transfer", "ablations")
+UNTUNED = "untuned"
+EVAL_SAMPLE_SEED = 0  # the test-query subsample of every run and model
+# training summary keys not worth keeping in the metrics file
+_DROP_SUMMARY = ("out_dir", "rank", "world_size", "resumed_from")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One resolved run: ``train`` is the training config, None when nothing is trained."""
+
+    group: str
+    name: str
+    run: RunParams
+    budget: BudgetParams
+    train: TrainParams | None
+
+    @property
+    def trains(self) -> bool:
+        return self.train is not None
+
+    @property
+    def seeds(self) -> tuple[int | None, ...]:
+        """Seeds trained (and evaluated); ``(None,)`` for a run without training."""
+        return tuple(self.budget.seeds) if self.trains else (None,)
+
+    @property
+    def validates(self) -> bool:
+        return self.budget.val_max_queries != 0
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self.run).items() if v is not None}
+
+    def run_dir(self, root: str | Path) -> Path:
+        return Path(root) / "models" / self.group / self.name
+
+    def model_dir(self, root: str | Path, seed: int) -> Path:
+        return self.run_dir(root) / f"seed{seed}"
+
+    def metrics_path(self, root: str | Path) -> Path:
+        return Path(root) / "metrics" / self.group / f"{self.name}.json"
+
+
+def variant_train_params(base: TrainParams, run: RunParams, budget: BudgetParams,
+                         out_dir: str = "models/variant") -> TrainParams:
+    """``base`` with the run's overrides and the group's budget (see the module doc)."""
+    from uwe.losses import VARIANTS
+    from uwe.scoring import get_scorer
+
+    if run.model is not None:
+        raise ValueError(f"run with model={run.model!r} trains nothing")
+    changes: dict[str, Any] = {"steps": budget.steps, "max_minutes": budget.max_minutes,
+                               "eval_every": budget.eval_every, "out_dir": out_dir,
+                               "checkpoint_dir": f"{out_dir}/seed<k>.ckpt"}
+    if budget.val_max_queries != 0:
+        changes["val_max_queries"] = budget.val_max_queries
+    if budget.batch_size is not None:
+        changes["batch_size"] = budget.batch_size
+    if run.graphs is not None:
+        unknown = [g for g in run.graphs if g not in base.graphs]
+        if unknown or not run.graphs:
+            raise ValueError(f"run graphs {list(run.graphs)}: unknown or empty; "
+                             f"train.graphs has {list(base.graphs)}")
+        changes["graphs"] = {g: base.graphs[g] for g in run.graphs}
+    if run.scorer is not None:
+        get_scorer(run.scorer)  # ValueError naming the valid scorers
+        changes["scorer"] = run.scorer
+    if run.loss is not None:
+        if run.loss not in VARIANTS:
+            raise ValueError(f"unknown loss {run.loss!r}; valid: {list(VARIANTS)}")
+        changes["loss"] = run.loss
+    if run.attention_temperature is not None:
+        changes["attention_temperature"] = run.attention_temperature
+    return dataclasses.replace(base, **changes)
+
+
+def run_spec(params: Params, group: str, name: str) -> RunSpec:
+    """Resolve run ``name`` of ``group`` (``transfer`` / ``ablations``) from ``params``."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown analysis group {group!r}; choose one of {GROUPS}")
+    section = getattr(params, group)
+    if name not in section.runs:
+        raise ValueError(f"unknown {group} run {name!r}; params.yaml {group}.runs has "
+                         f"{list(section.runs)}")
+    run = section.runs[name]
+    if run.model is not None:
+        extra = [k for k in ("graphs", "loss") if getattr(run, k) is not None]
+        if run.model != UNTUNED:
+            extra += [k for k in ("scorer", "attention_temperature") if getattr(run, k) is not None]
+        if extra:
+            raise ValueError(f"{group}.runs.{name}: model={run.model!r} cannot be combined with "
+                             f"{extra}")
+        return RunSpec(group, name, run, section.budget, None)
+    train = variant_train_params(params.train, run, section.budget, f"models/{group}/{name}")
+    return RunSpec(group, name, run, section.budget, train)
+
+
+def macro_tasks(data_root: str | Path, family: str = "heldout", split: str = "test") -> list[str]:
+    """Tasks of the six WorkBench groups on disk, in group order."""
+    from uwe import tasks as task_lib
+
+    on_disk = set(task_lib.list_tasks(family, root=data_root, split=split))
+    names = [t for members in task_lib.TASK_GROUPS.values() for t in members if t in on_disk]
+    if not names:
+        raise ValueError(f"no {family}/{split} task of a WorkBench group under {data_root}")
+    return names
+
+
+def train_run(spec: RunSpec, root: str | Path, data_root: str | Path,
+              progress: bool = True) -> dict[int, dict]:
+    """Train ``spec`` once per seed (nothing for a run with ``model``) -> ``{seed: summary}``.
+
+    The checkpoint folder (``seed<k>.ckpt``) is removed after each run: the stage's outputs are
+    the published models only.
+    """
+    from uwe.io import write_json
+    from uwe.training import train
+
+    run_dir = spec.run_dir(root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "run.json", {"group": spec.group, "run": spec.name,
+                                      "overrides": spec.overrides, "trained": spec.trains})
+    summaries: dict[int, dict] = {}
+    if not spec.trains:
+        return summaries
+    for seed in spec.budget.seeds:
+        out = spec.model_dir(root, seed)
+        ckpt = out.with_name(f"{out.name}.ckpt")
+        summary = train(spec.train, seed=seed, data_root=data_root, out_dir=out,
+                        checkpoint_dir=ckpt, log_path=None, resume=False, progress=progress,
+                        val_tasks=None if spec.validates else [])
+        if summary["stopped"] == "signal":
+            raise KeyboardInterrupt(f"{spec.group}/{spec.name} seed {seed} stopped by a signal")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        summaries[seed] = {k: v for k, v in summary.items() if k not in _DROP_SUMMARY}
+    return summaries
+
+
+def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | None):
+    """The model to evaluate for ``seed`` (the trained one, the untuned backbone or a folder)."""
+    from uwe.model import UWEModel, load
+    from uwe.registry import load_model
+
+    dev, bs = params.evaluate.device, params.evaluate.batch_size
+    if spec.trains:
+        return load(spec.model_dir(root, seed), device=dev, batch_size=bs)
+    if spec.run.model == UNTUNED:
+        t = params.train
+        return UWEModel.from_backbone(
+            t.backbone, spec.run.scorer or t.scorer,
+            spec.run.attention_temperature or t.attention_temperature, t.max_length,
+            device=dev, batch_size=bs, name=UNTUNED)
+    return load_model(spec.run.model, root=root, device=dev, batch_size=bs)
+
+
+def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:
+    """What was evaluated: scorer, backbone, graphs (from a UWE model's config)."""
+    config = getattr(model, "config", {}) or {}
+    graphs = list(config["graphs"]) if "graphs" in config else (
+        list(spec.train.graphs) if spec.trains else [])
+    return {"scorer": getattr(model, "scorer_name", None),
+            "attention_temperature": getattr(model, "attention_temperature", None),
+            "backbone": getattr(getattr(model, "encoder", None), "backbone_name", None),
+            "graphs": graphs, "trained_steps": config.get("step")}
+
+
+def evaluate_run(spec: RunSpec, params: Params, root: str | Path,
+                 summaries: dict[int, dict] | None = None, progress: bool = True) -> dict:
+    """Evaluate every seed's model of ``spec`` and write ``metrics/<group>/<run>.json``."""
+    from uwe.evaluation import evaluate, write_results
+
+    root = Path(root)
+    data_root = root / params.curate.out_dir
+    tasks = macro_tasks(data_root)
+    summaries = summaries or {}
+    entries, info = [], {}
+    for seed in spec.seeds:
+        model = load_run_model(spec, params, root, seed)
+        info = _model_info(spec, model)
+        res = evaluate(model, "heldout", tasks=tasks, root=data_root,
+                       query_chunk=params.evaluate.query_chunk,
+                       max_queries=spec.budget.max_queries, sample_seed=EVAL_SAMPLE_SEED,
+                       progress=progress, model_name=f"{spec.group}/{spec.name}")
+        entries.append({"seed": seed, "training": summaries.get(seed), "evaluation": res})
+        del model
+    result = {
+        "group": spec.group, "run": spec.name, "profile": params.profile,
+        "overrides": spec.overrides, "budget": dataclasses.asdict(spec.budget),
+        "train": dataclasses.asdict(spec.train) if spec.trains else None,
+        "model": spec.run.model or f"models/{spec.group}/{spec.name}", "model_info": info,
+        "tasks": tasks, "seeds": entries,
+    }
+    write_results(result, spec.metrics_path(root))
+    return result
+
+
+def run_frame(result: dict) -> pd.DataFrame:
+    """One row per seed: MAP and RP@10 (%) per task group and macro, and training seconds."""
+    rows = []
+    for entry in result["seeds"]:
+        ev = entry["evaluation"]
+        row: dict[str, Any] = {"seed": entry["seed"]}
+        for unit, values in [*ev["groups"].items(), ("macro", ev["macro"])]:
+            for metric, label in (("map", "MAP"), ("rp@10", "RP@10")):
+                v = values.get(metric)
+                row[f"{unit} {label}"] = None if v is None else round(100 * v, 1)
+        row["train seconds"] = (entry["training"] or {}).get("seconds")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,202 @@
+"""Collect the analyses' per-run results into the paper's tables (stage ``figures``).
+
+* :func:`collect_transfer` -> ``metrics/transfer.json``: rows = training graph (run name,
+  params order), columns = task group + macro, MAP and RP@10, and the gain over the untuned
+  backbone row;
+* :func:`collect_ablations` -> ``metrics/ablations.json``: per run and per factor (scorer,
+  loss, attention temperature) the macro MAP / RP@10, mean and std over seeds;
+* :func:`collect_zeroshot` -> ``metrics/zeroshot.json``: per model, MAP / RP@10 of every
+  zero-shot task and their mean.
+
+Values are fractions (as in every metrics file); the ``*_frame`` helpers give percentages for
+display. Std is the sample standard deviation over seeds (``ddof=1``), null for one seed.
+``write_json`` sorts keys, so every collection also lists its row / column order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from uwe import tasks as task_lib
+from uwe.config import RunParams, TrainParams
+from uwe.io import read_json
+
+METRICS = ("map", "rp@10")
+LABELS = {"map": "MAP", "rp@10": "RP@10"}
+AXES = ("scorer", "loss", "attention_temperature")
+# display order of the factor values (the paper's progression), unknown values last
+AXIS_ORDER = {"scorer": ("mean", "maxsim", "sli_mean_target", "sli"),
+              "loss": ("one_to_one", "symmetric", "many_to_many_one_direction", "many_to_many")}
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1) of the finite values; std None for fewer than two."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return None, None
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+    return float(np.mean(vals)), std
+
+
+def aggregate_seeds(evaluations: Sequence[Mapping], metrics: Sequence[str] = METRICS) -> dict:
+    """Per group and macro: ``{metric: mean, f"{metric}_std": std}`` over the seeds' results."""
+
+    def cell(parts: list[Mapping]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for m in metrics:
+            out[m], out[f"{m}_std"] = mean_std([p.get(m) for p in parts])
+        return out
+
+    present = {g for ev in evaluations for g in ev.get("groups", {})}
+    groups = {g: cell([ev["groups"][g] for ev in evaluations if g in ev.get("groups", {})])
+              for g in task_lib.TASK_GROUPS if g in present}
+    return {"groups": groups, "macro": cell([ev.get("macro", {}) for ev in evaluations]),
+            "n_seeds": len(evaluations)}
+
+
+def load_runs(metrics_dir: str | Path, group: str, names: Sequence[str]) -> dict[str, dict]:
+    """``metrics/<group>/<name>.json`` of every run; FileNotFoundError names the stage."""
+    out = {}
+    for name in names:
+        path = Path(metrics_dir) / group / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run the stage {group}@{name} "
+                                    f"(notebook 04_variant, group={group!r}, run={name!r})")
+        out[name] = read_json(path)
+    return out
+
+
+def _aggregate_run(result: Mapping) -> dict:
+    return aggregate_seeds([entry["evaluation"] for entry in result["seeds"]])
+
+
+def collect_transfer(metrics_dir: str | Path, runs: Sequence[str],
+                     baseline: str = "untuned") -> dict:
+    """Transfer matrix (module doc); ``baseline`` is the row the gains are taken against."""
+    results = load_runs(metrics_dir, "transfer", runs)
+    if baseline not in results:
+        raise ValueError(f"baseline run {baseline!r} not among the transfer runs {list(runs)}")
+    agg = {name: _aggregate_run(res) for name, res in results.items()}
+    present = {g for a in agg.values() for g in a["groups"]}
+    columns = [g for g in task_lib.TASK_GROUPS if g in present] + ["macro"]
+    rows, gain = {}, {}
+    for name in runs:
+        cells = {col: (agg[name]["macro"] if col == "macro" else agg[name]["groups"].get(col, {}))
+                 for col in columns}
+        info = results[name].get("model_info") or {}
+        rows[name] = {"model": results[name]["model"], "graphs": info.get("graphs"),
+                      "n_seeds": agg[name]["n_seeds"], **cells}
+    base = rows[baseline]
+    for name in runs:
+        gain[name] = {col: {m: (None if rows[name][col].get(m) is None
+                                or base[col].get(m) is None
+                                else rows[name][col][m] - base[col][m]) for m in METRICS}
+                      for col in columns}
+    first = results[runs[0]]
+    return {"units": "fraction", "metrics": list(METRICS), "baseline": baseline,
+            "order": list(runs), "columns": columns, "rows": rows, "gain": gain,
+            "family": "heldout", "max_queries": first["budget"].get("max_queries"),
+            "profile": first.get("profile")}
+
+
+def _axis_key(axis: str, value: Any) -> tuple:
+    order = AXIS_ORDER.get(axis)
+    if order is None:
+        return (0, float(value), "")
+    return (order.index(value) if value in order else len(order), 0.0, str(value))
+
+
+def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
+                      base: TrainParams) -> dict:
+    """Ablations (module doc). A run changing exactly one factor of ``base`` sits on that
+    factor's axis; the run changing none (the reference) sits on every axis at its base value;
+    other runs (several factors, other graphs) are listed under ``runs`` only."""
+    results = load_runs(metrics_dir, "ablations", list(runs))
+    out_runs, axes = {}, {a: [] for a in AXES}
+    for name, run in runs.items():
+        agg = _aggregate_run(results[name])
+        out_runs[name] = {"overrides": results[name].get("overrides", {}),
+                          "n_seeds": agg["n_seeds"], "macro": agg["macro"],
+                          "groups": agg["groups"]}
+        if run.graphs is not None or run.model is not None:
+            continue
+        changed = [a for a in AXES if getattr(run, a) is not None
+                   and getattr(run, a) != getattr(base, a)]
+        on_axes = AXES if not changed else changed if len(changed) == 1 else ()
+        for axis in on_axes:
+            value = getattr(run, axis) if changed else getattr(base, axis)
+            axes[axis].append({"run": name, "value": value, "reference": not changed,
+                               "n_seeds": agg["n_seeds"], **agg["macro"]})
+    for axis in AXES:
+        axes[axis].sort(key=lambda e, a=axis: _axis_key(a, e["value"]))
+    seeds = sorted({e["seed"] for r in results.values() for e in r["seeds"]
+                    if e["seed"] is not None})
+    first = next(iter(results.values()))
+    return {"units": "fraction", "metrics": list(METRICS), "order": list(runs),
+            "axes": {a: v for a, v in axes.items() if v}, "runs": out_runs, "seeds": seeds,
+            "family": "heldout", "max_queries": first["budget"].get("max_queries"),
+            "profile": first.get("profile")}
+
+
+def collect_zeroshot(workbench_dir: str | Path, family: str = "zeroshot") -> dict:
+    """Per model (``metrics/workbench/<family>/*.json``): MAP / RP@10 per task and the mean."""
+    from uwe.reporting import load_results
+
+    results = load_results(workbench_dir, (family,))
+    registered = task_lib.registered_tasks(family) if family in task_lib.FAMILIES else []
+    present = {t for r in results for t in r["tasks"]}
+    tasks = [t for t in registered if t in present] + sorted(present - set(registered))
+    models = {}
+    for res in results:
+        cells = {t: {m: res["tasks"][t].get(m) for m in METRICS} for t in tasks
+                 if t in res["tasks"]}
+        cells["mean"] = {m: mean_std([c[m] for c in cells.values()])[0] for m in METRICS}
+        models[res["model"]] = cells
+    return {"units": "fraction", "metrics": list(METRICS), "family": family, "tasks": tasks,
+            "order": [r["model"] for r in results], "models": models}
+
+
+# ------------------------------------------------------------------ display (percentages)
+def _pct(x: float | None) -> float:
+    return float("nan") if x is None else round(100.0 * x, 1)
+
+
+def transfer_frame(transfer: Mapping, metric: str = "map", gain: bool = False) -> pd.DataFrame:
+    """Rows = training graph (run), columns = task group + macro; ``metric`` in %, or its
+    gain over the baseline row in points with ``gain=True``."""
+    source = transfer["gain"] if gain else transfer["rows"]
+    data = [[_pct(source[r][c].get(metric)) for c in transfer["columns"]]
+            for r in transfer["order"]]
+    return pd.DataFrame(data, index=pd.Index(transfer["order"], name="trained on"),
+                        columns=transfer["columns"])
+
+
+def ablations_frame(ablations: Mapping) -> pd.DataFrame:
+    """One row per (factor, value): macro MAP / RP@10 mean and std in %, seeds."""
+    rows = []
+    for axis, entries in ablations["axes"].items():
+        for e in entries:
+            row = {"factor": axis, "value": e["value"], "run": e["run"], "seeds": e["n_seeds"]}
+            for m in METRICS:
+                row[f"macro {LABELS[m]}"] = _pct(e.get(m))
+                row[f"{LABELS[m]} std"] = _pct(e.get(f"{m}_std"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def zeroshot_frame(zeroshot: Mapping) -> pd.DataFrame:
+    """One row per model: MAP / RP@10 (%) per zero-shot task and the mean."""
+    rows = []
+    for model in zeroshot["order"]:
+        row: dict[str, Any] = {"model": model}
+        for task in [*zeroshot["tasks"], "mean"]:
+            for m in METRICS:
+                row[f"{task} {LABELS[m]}"] = _pct(zeroshot["models"][model].get(task, {}).get(m))
+        rows.append(row)
+    return pd.DataFrame(rows)
