@@ -58,3 +58,39 @@ def test_deep_merge_does_not_mutate_inputs():
     out = deep_merge(base, {"a": {"b": 5}})
     assert out == {"a": {"b": 5, "c": 2}}
     assert base == {"a": {"b": 1, "c": 2}}
+
+
+def test_analysis_sections_load_typed_with_profile_budgets():
+    smoke, cpu, paper = (load_params(REPO / "params.yaml", profile=p)
+                         for p in ("smoke", "cpu", "paper"))
+    assert list(cpu.transfer.runs) == ["untuned", "sj", "sv", "sa", "jj", "ss", "all"]
+    assert cpu.transfer.runs["sj"].graphs == ("sj",)
+    assert cpu.transfer.runs["untuned"].model == "untuned"
+    assert cpu.ablations.runs["reference"].scorer is None
+    assert cpu.ablations.budget.seeds == (0,) and paper.ablations.budget.seeds == (0, 1, 2)
+    assert smoke.transfer.budget.steps == 2 and smoke.ablations.budget.max_queries == 10
+    assert paper.transfer.budget.max_queries is None and paper.transfer.budget.max_minutes is None
+    assert set(cpu.latency.models) >= {"uwe", "all-MiniLM-L6-v2", "all-mpnet-base-v2"}
+    assert "zeroshot" in cpu.evaluate.families
+
+
+def test_cpu_budgets_fit_45_minutes_per_group():
+    """Caps of the trained runs + ~1.5 min per evaluation (2 cores), per analysis group."""
+    cpu = load_params(REPO / "params.yaml", profile="cpu")
+    for section in (cpu.transfer, cpu.ablations):
+        trained = [r for r in section.runs.values() if r.model is None]
+        budget = section.budget
+        assert budget.max_minutes is not None
+        worst = (len(trained) * len(budget.seeds) * budget.max_minutes
+                 + 1.5 * (len(section.runs) - len(trained) + len(trained) * len(budget.seeds)))
+        assert worst <= 45, (section, worst)
+
+
+def test_unknown_key_in_an_analysis_run_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("transfer:\n  runs:\n    sj: {graph: [sj]}\n")
+    with pytest.raises(ValueError, match=r"params\.transfer\.runs\.sj\.graph"):
+        load_params(path)
+    path.write_text("ablations:\n  budget:\n    seeds: 3\n")
+    with pytest.raises(ValueError, match=r"ablations\.budget\.seeds must be a list"):
+        load_params(path)

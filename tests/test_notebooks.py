@@ -1,5 +1,7 @@
 """Pipeline tier: every stage notebook runs through papermill on the `smoke` profile, in order,
-inside a temporary project root (nothing is written to the repository)."""
+inside a temporary project root (nothing is written to the repository). The analyses run a
+subset of their configured runs (ANALYSIS_RUNS) to keep the tier short; tests/test_analyses.py
+checks that every configured run resolves."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from uwe.fetch import resolve_mirror
 
@@ -16,10 +19,14 @@ papermill = pytest.importorskip("papermill")
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
+# analysis runs executed here: each kind of run (untuned backbone, one graph, an existing model,
+# the reference and one override with two seeds); and two latency models (SLI + its backbone)
+ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_mean")}
+LATENCY_MODELS = ("uwe", "all-MiniLM-L6-v2")
 
 
-def run_notebook(notebook: str, root: Path, **parameters) -> Path:
-    out = root / "executed" / f"{notebook}-{parameters.get('name', '')}.ipynb"
+def run_notebook(notebook: str, root: Path, tag: str = "", **parameters) -> Path:
+    out = root / "executed" / f"{notebook}-{tag or parameters.get('name', '')}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         str(REPO / "notebooks" / f"{notebook}.ipynb"),
@@ -38,7 +45,13 @@ def smoke_root(tmp_path_factory):
     if mirror is None:
         pytest.skip("no data mirror (set UWE_DATA_MIRROR or place shared/data beside the repo)")
     root = tmp_path_factory.mktemp("smoke_project")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for group, keep in ANALYSIS_RUNS.items():
+        params[group]["runs"] = {k: v for k, v in params[group]["runs"].items() if k in keep}
+    params["latency"]["models"] = {k: v for k, v in params["latency"]["models"].items()
+                                   if k in LATENCY_MODELS}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(REPO / "README.md", root / "README.md")
     (root / "data").mkdir()
     shutil.copy(REPO / "data" / "manifest.csv", root / "data" / "manifest.csv")
     old = os.environ.get("UWE_DATA_MIRROR")
@@ -78,6 +91,10 @@ def test_curate_notebook_writes_tasks_graphs_and_a_clean_audit(curated_root):
 
 def test_evaluate_notebook_scores_a_baseline(curated_root):
     run_notebook("03_evaluate", curated_root, model="tfidf_char", name="tfidf_char")
+    zeroshot = json.loads(
+        (curated_root / "metrics" / "workbench" / "zeroshot" / "tfidf_char.json").read_text())
+    assert zeroshot["groups"] == {} and zeroshot["macro"]["map"] is None
+    assert set(zeroshot["tasks"]) == {"onet_job2skill", "onet_skill2job", "skillsfuture_norm"}
     for family in ("full", "heldout"):
         path = curated_root / "metrics" / "workbench" / family / "tfidf_char.json"
         res = json.loads(path.read_text())
@@ -120,9 +137,73 @@ def test_evaluate_notebook_scores_the_trained_model(evaluated_root):
         assert res["model"] == "uwe" and 0.0 <= res["macro"]["map"] <= 1.0
 
 
-def test_figures_notebook_writes_tables_and_figures(evaluated_root):
-    run_notebook("06_figures", evaluated_root)
-    assert (evaluated_root / "metrics" / "results.md").read_text().count("|") > 10
-    for stem in ("model_comparison_heldout", "model_comparison_full"):
+@pytest.fixture(scope="module")
+def analysed_root(evaluated_root):
+    for group, runs in ANALYSIS_RUNS.items():
+        for run in runs:
+            run_notebook("04_variant", evaluated_root, tag=f"{group}_{run}", group=group, run=run)
+    run_notebook("07_latency", evaluated_root)
+    return evaluated_root
+
+
+def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
+    from uwe.analyses import macro_tasks
+    from uwe.config import load_params
+
+    params = load_params(analysed_root / "params.yaml", profile="smoke")
+    tasks = macro_tasks(analysed_root / "data" / "curated")
+    for group, runs in ANALYSIS_RUNS.items():
+        budget = getattr(params, group).budget
+        for run in runs:
+            res = json.loads((analysed_root / "metrics" / group / f"{run}.json").read_text())
+            assert res["group"] == group and res["run"] == run and res["tasks"] == tasks
+            trained = getattr(params, group).runs[run].model is None
+            assert [e["seed"] for e in res["seeds"]] == (
+                list(budget.seeds) if trained else [None])
+            run_dir = analysed_root / "models" / group / run
+            assert (run_dir / "run.json").is_file()
+            for entry in res["seeds"]:
+                ev = entry["evaluation"]
+                assert 0.0 <= ev["macro"]["map"] <= 1.0 and ev["max_queries"] == 10
+                assert all(t["n_queries"] <= 10 for t in ev["tasks"].values())
+                if trained:
+                    assert entry["training"]["steps_done"] == budget.steps
+                    assert (run_dir / f"seed{entry['seed']}" / "model.safetensors").is_file()
+            assert not list(run_dir.glob("*.ckpt")), "checkpoints are removed after training"
+    sj = json.loads((analysed_root / "metrics" / "transfer" / "sj.json").read_text())
+    assert sj["train"]["graphs"].keys() == {"sj"} and sj["model_info"]["graphs"] == ["sj"]
+    mean = json.loads((analysed_root / "metrics" / "ablations" / "scorer_mean.json").read_text())
+    assert mean["model_info"]["scorer"] == "mean"
+
+
+def test_latency_notebook_times_uwe_and_its_backbone(analysed_root):
+    report = json.loads((analysed_root / "metrics" / "latency.json").read_text())
+    assert set(report["models"]) == set(LATENCY_MODELS)
+    for entry in report["models"].values():
+        assert entry["latency_ms"]["median"] > 0 and entry["parameters"] > 1_000_000
+    assert report["ratios"]["uwe"]["mean_pooled"] == "all-MiniLM-L6-v2"
+    assert report["sli_over_mean"] > 0 and report["task"] == "job2skill"
+
+
+def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
+    run_notebook("06_figures", analysed_root)
+    assert (analysed_root / "metrics" / "results.md").read_text().count("|") > 10
+    for stem in ("model_comparison_heldout", "model_comparison_full", "training_curve",
+                 "transfer_heatmap", "ablations", "latency_vs_map", "zeroshot"):
         for ext in (".png", ".pdf"):
-            assert (evaluated_root / "figures" / f"{stem}{ext}").stat().st_size > 1000
+            assert (analysed_root / "figures" / f"{stem}{ext}").stat().st_size > 1000, stem
+    metrics = analysed_root / "metrics"
+    transfer = json.loads((metrics / "transfer.json").read_text())
+    assert transfer["order"] == list(ANALYSIS_RUNS["transfer"])
+    assert transfer["columns"][-1] == "macro" and transfer["rows"]["all"]["model"] == "models/uwe"
+    ablations = json.loads((metrics / "ablations.json").read_text())
+    assert [e["value"] for e in ablations["axes"]["scorer"]] == ["mean", "sli"]
+    assert ablations["axes"]["loss"][0]["map_std"] is not None  # two smoke seeds
+    zeroshot = json.loads((metrics / "zeroshot.json").read_text())
+    assert set(zeroshot["models"]) == {"tfidf_char", "uwe"}
+    readme = (analysed_root / "README.md").read_text()
+    section = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
+    assert "](figures/transfer_heatmap.png)" in section and "| heldout" in section
+    assert "profile `smoke`" in section
+    assert readme.split("<!-- results:start -->")[0] == (REPO / "README.md").read_text().split(
+        "<!-- results:start -->")[0]

@@ -74,3 +74,42 @@ def test_notebook_shape(path):
         assert not re.search(r"^\s*def |^\s*class ", src, re.M), f"{path.name}: logic in uwe/"
         assert not re.search(r"^\s*[!%]pip", src, re.M), f"{path.name}: no pip in notebooks"
         assert not re.search(r"['\"]/(home|work|root|tmp|Users)/", src), f"{path.name}: abs path"
+
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _metrics(stage) -> list[str]:
+    return [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics", [])]
+
+
+def test_every_evaluated_family_is_a_declared_metric():
+    for family in PARAMS["evaluate"]["families"]:
+        assert f"metrics/workbench/{family}/${{key}}.json" in _metrics(STAGES["baselines"]["do"])
+        assert f"metrics/workbench/{family}/uwe.json" in _metrics(STAGES["evaluate"])
+
+
+@pytest.mark.parametrize("group", ["transfer", "ablations"])
+def test_analysis_stages_run_one_instance_per_configured_run(group):
+    stage = STAGES[group]
+    assert stage["foreach"] == f"${{{group}.runs}}" and PARAMS[group]["runs"]
+    do = stage["do"]
+    assert f"-p group {group} -p run ${{key}}" in do["cmd"]
+    assert {f"{group}.budget", f"{group}.runs.${{key}}", "train", "profiles"} <= set(do["params"])
+    assert {f"models/{group}/${{key}}", f"metrics/{group}/${{key}}.json"} <= set(_outs(do))
+    assert f"metrics/{group}" in STAGES["figures"]["deps"]
+
+
+def test_figures_stage_collects_lists_and_persists_the_readme():
+    figures = STAGES["figures"]
+    assert {"metrics/transfer.json", "metrics/ablations.json",
+            "metrics/zeroshot.json"} <= set(_metrics(figures))
+    pngs = {o for o in _outs(figures) if o.endswith(".png")}
+    plots = {p if isinstance(p, str) else next(iter(p))
+             for p in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]}
+    assert pngs and pngs <= plots, "every figure is listed under the top-level plots"
+    assert {p[:-4] + ".pdf" for p in pngs} <= set(_outs(figures))
+    readme = next(o["README.md"] for o in figures["outs"] if isinstance(o, dict)
+                  and "README.md" in o)
+    assert readme == {"cache": False, "persist": True}
+    assert "metrics/latency.json" in _metrics(STAGES["latency"])

@@ -95,3 +95,40 @@ def test_simple_markdown_escapes_pipes():
     df = pd.DataFrame({"model": ["a|b"], "x MAP": [float("nan")]})
     text = reporting._simple_markdown(df)
     assert "a\\|b" in text and "| – |" in text
+
+
+def test_readme_section_is_replaced_between_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nintro\n{reporting.RESULTS_START}\nold\n{reporting.RESULTS_END}\n"
+                      "\n## after\n")
+    (tmp_path / "figures").mkdir()
+    body = reporting.results_section("| a |\n|---|\n| 1 |\n",
+                                     {"a figure": tmp_path / "figures" / "f.png"},
+                                     base_dir=tmp_path, profile="smoke")
+    assert "![a figure](figures/f.png)" in body and "profile `smoke`" in body
+    assert reporting.update_readme_results(readme, body) is True
+    text = readme.read_text()
+    assert text.startswith("# x\n\nintro\n") and text.endswith(f"{reporting.RESULTS_END}\n"
+                                                               "\n## after\n")
+    assert "old" not in text and "| 1 |" in text
+    assert reporting.update_readme_results(readme, body) is False  # idempotent
+
+
+@pytest.mark.parametrize("text", ["no markers", f"{reporting.RESULTS_END}\n"
+                                  f"{reporting.RESULTS_START}\n",
+                                  f"{reporting.RESULTS_START}\n{reporting.RESULTS_START}\n"
+                                  f"{reporting.RESULTS_END}\n"])
+def test_readme_without_a_proper_marker_pair_is_an_error(tmp_path, text):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(ValueError, match="README.md"):
+        reporting.update_readme_results(readme, "body")
+    assert readme.read_text() == text
+
+
+def test_the_repository_readme_has_one_results_section():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert text.count(reporting.RESULTS_START) == 1 and text.count(reporting.RESULTS_END) == 1
+    assert text.index(reporting.RESULTS_START) < text.index(reporting.RESULTS_END)

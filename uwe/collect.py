@@ -61,15 +61,15 @@ def aggregate_seeds(evaluations: Sequence[Mapping], metrics: Sequence[str] = MET
 
 
 def load_runs(metrics_dir: str | Path, group: str, names: Sequence[str]) -> dict[str, dict]:
-    """``metrics/<group>/<name>.json`` of every run; FileNotFoundError names the stage."""
-    out = {}
-    for name in names:
-        path = Path(metrics_dir) / group / f"{name}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} missing: run the stage {group}@{name} "
-                                    f"(notebook 04_variant, group={group!r}, run={name!r})")
-        out[name] = read_json(path)
-    return out
+    """``metrics/<group>/<name>.json`` of every run; FileNotFoundError names the missing
+    stages."""
+    paths = {name: Path(metrics_dir) / group / f"{name}.json" for name in names}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no results under {Path(metrics_dir) / group} for run(s) {missing}: run the "
+            f"stage(s) {', '.join(f'{group}@{n}' for n in missing)} (notebook 04_variant)")
+    return {name: read_json(path) for name, path in paths.items()}
 
 
 def _aggregate_run(result: Mapping) -> dict:
@@ -177,11 +177,17 @@ def transfer_frame(transfer: Mapping, metric: str = "map", gain: bool = False) -
                         columns=transfer["columns"])
 
 
+def ordered_axes(ablations: Mapping) -> list[str]:
+    """The factors of ``ablations`` in :data:`AXES` order (a JSON file sorts its keys)."""
+    known = [a for a in AXES if a in ablations["axes"]]
+    return known + sorted(set(ablations["axes"]) - set(known))
+
+
 def ablations_frame(ablations: Mapping) -> pd.DataFrame:
     """One row per (factor, value): macro MAP / RP@10 mean and std in %, seeds."""
     rows = []
-    for axis, entries in ablations["axes"].items():
-        for e in entries:
+    for axis in ordered_axes(ablations):
+        for e in ablations["axes"][axis]:
             row = {"factor": axis, "value": e["value"], "run": e["run"], "seeds": e["n_seeds"]}
             for m in METRICS:
                 row[f"macro {LABELS[m]}"] = _pct(e.get(m))

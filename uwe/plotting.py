@@ -126,8 +126,12 @@ def ablation_bars(ablations: dict, metric: str = "map"):
     import numpy as np
 
     plt = _plt()
-    axes_data = ablations["axes"]
-    fig, axes = plt.subplots(1, len(axes_data), figsize=(6.6, 2.8), sharey=True, squeeze=False)
+    from uwe.collect import ordered_axes
+
+    axes_data = {a: ablations["axes"][a] for a in ordered_axes(ablations)}
+    widths = [max(2, len(entries)) for entries in axes_data.values()]  # same bar width
+    fig, axes = plt.subplots(1, len(axes_data), figsize=(6.6, 2.8), sharey=True, squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
     lows = []
     for ax, (axis, entries) in zip(axes[0], axes_data.items(), strict=True):
         means = np.array([np.nan if e.get(metric) is None else 100 * e[metric] for e in entries])
@@ -136,12 +140,15 @@ def ablation_bars(ablations: dict, metric: str = "map"):
         colors = ["C3" if e["reference"] else "C0" for e in entries]
         ax.bar(range(len(entries)), means, 0.7, yerr=stds, color=colors, capsize=3,
                error_kw={"lw": 0.8})
-        for k, m in enumerate(means):
+        for k, (m, sd) in enumerate(zip(means, stds, strict=True)):
             if np.isfinite(m):
-                ax.text(k, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+                ax.text(k, m + sd, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(entries)), [str(e["value"]).replace("_", "\n") for e in entries],
                       fontsize=7)
         ax.set_title(axis.replace("_", " "), fontsize=9)
+        pad = (max(2, len(entries)) - len(entries)) / 2  # centre a short panel's bars
+        ax.set_xlim(-0.6 - pad, len(entries) - 0.4 + pad)
+        ax.tick_params(axis="y", labelsize=7)
         lows.append(np.nanmin(means - stds) if np.isfinite(means).any() else 0.0)
     low = min(lows) if lows else 0.0
     axes[0][0].set_ylim(max(0.0, low - 5.0), None)
@@ -161,17 +168,25 @@ def latency_vs_map(latency: dict, results: list[dict]):
     maps = {r["model"]: (r.get("macro") or {}).get("map") for r in results}
     points = [(name, e["latency_ms"]["median"], 100 * maps[name], e.get("parameters") or 0)
               for name, e in latency["models"].items() if maps.get(name) is not None]
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     if points:
         sizes = np.array([p[3] for p in points], dtype=float)
         area = 60 + 900 * sizes / max(1.0, sizes.max())
         for k, (name, ms, m, params) in enumerate(points):
             ax.scatter(ms, m, s=area[k], alpha=0.55, color=f"C{k}", edgecolor="k", lw=0.5)
-            ax.annotate(f"{name}\n{params / 1e6:.0f}M", (ms, m), fontsize=7, ha="center",
-                        va="center")
+            label = f"{name} ({params / 1e6:.0f}M)" if params else name
+            ax.annotate(label, (ms, m), xytext=(0, 4 + np.sqrt(area[k]) / 2),
+                        textcoords="offset points", fontsize=7, ha="center", va="bottom")
         ax.set_xscale("log")
-        ms_all = [p[1] for p in points]
+        ms_all, map_all = [p[1] for p in points], [p[2] for p in points]
         ax.set_xlim(min(ms_all) / 2, max(ms_all) * 2)
+        span = max(2.0, max(map_all) - min(map_all))
+        ax.set_ylim(min(map_all) - 0.3 * span, max(map_all) + 0.5 * span)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"median latency per query, batch 1 (ms, {latency.get('device', '')})",
                   fontsize=8)
     ax.set_ylabel("heldout macro MAP (%)", fontsize=8)
@@ -189,7 +204,7 @@ def zeroshot_bars(zeroshot: dict, metric: str = "map"):
     plt = _plt()
     units = [*zeroshot["tasks"], "mean"]
     models = zeroshot["order"]
-    fig, ax = plt.subplots(figsize=(6.4, 2.9))
+    fig, ax = plt.subplots(figsize=(6.0, 2.9))
     width = 0.8 / max(1, len(models))
     x = np.arange(len(units))
     for k, model in enumerate(models):
@@ -200,7 +215,7 @@ def zeroshot_bars(zeroshot: dict, metric: str = "map"):
     ax.set_xticks(x, [u.replace("_", "\n", 1) for u in units], fontsize=8)
     ax.set_ylabel(f"{metric.upper()} (%)", fontsize=8)
     ax.set_title("Zero-shot on unseen target spaces (O*NET 29.2, SkillsFuture)", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

@@ -1,0 +1,118 @@
+"""Analysis runs: every configured run resolves to a valid training config, overrides and
+budgets land where they should, and the run's result table reads the metrics file format."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from uwe import analyses
+from uwe.config import BudgetParams, GraphParams, RunParams, TrainParams, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = TrainParams(graphs={"sj": GraphParams(1.0, 0.05), "sv": GraphParams(0.5, 0.02)},
+                   steps=200, max_minutes=28, eval_every=100, val_max_queries=100)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_configured_run_resolves(profile):
+    params = load_params(REPO / "params.yaml", profile=profile)
+    for group in analyses.GROUPS:
+        section = getattr(params, group)
+        for name, run in section.runs.items():
+            spec = analyses.run_spec(params, group, name)
+            assert spec.trains == (run.model is None)
+            if spec.trains:
+                assert spec.train.steps == section.budget.steps
+                assert set(spec.train.graphs) <= set(params.train.graphs)
+                assert spec.seeds == section.budget.seeds
+            else:
+                assert spec.seeds == (None,)
+
+
+def test_transfer_runs_keep_one_graph_with_its_weight_and_temperature():
+    params = load_params(REPO / "params.yaml", profile="cpu")
+    for graph in ("sj", "sv", "sa", "jj", "ss"):
+        spec = analyses.run_spec(params, "transfer", graph)
+        assert spec.train.graphs == {graph: params.train.graphs[graph]}
+        assert spec.train.scorer == params.train.scorer
+
+
+def test_overrides_and_budget_replace_the_main_config():
+    budget = BudgetParams(steps=7, max_minutes=2.0, eval_every=0, val_max_queries=0,
+                          batch_size=None, max_queries=50, seeds=(0, 1))
+    run = RunParams(graphs=("sv",), scorer="mean", loss="symmetric", attention_temperature=0.5)
+    cfg = analyses.variant_train_params(BASE, run, budget, "models/ablations/x")
+    assert (cfg.steps, cfg.max_minutes, cfg.eval_every) == (7, 2.0, 0)
+    assert cfg.val_max_queries == 100  # 0 = no validation: the main value is kept, unused
+    assert cfg.batch_size == BASE.batch_size
+    assert cfg.graphs == {"sv": GraphParams(0.5, 0.02)}
+    assert (cfg.scorer, cfg.loss, cfg.attention_temperature) == ("mean", "symmetric", 0.5)
+    assert cfg.out_dir == "models/ablations/x"
+    unchanged = analyses.variant_train_params(BASE, RunParams(), budget)
+    assert dataclasses.replace(unchanged, steps=200, max_minutes=28, eval_every=100,
+                               out_dir=BASE.out_dir, checkpoint_dir=BASE.checkpoint_dir) == BASE
+    bigger = dataclasses.replace(budget, batch_size=8, val_max_queries=None)
+    cfg = analyses.variant_train_params(BASE, RunParams(), bigger)
+    assert cfg.batch_size == 8 and cfg.val_max_queries is None
+
+
+@pytest.mark.parametrize("run,match", [
+    (RunParams(graphs=("xx",)), "unknown or empty"),
+    (RunParams(graphs=()), "unknown or empty"),
+    (RunParams(scorer="colbert"), "unknown scorer"),
+    (RunParams(loss="triplet"), "unknown loss"),
+    (RunParams(model="untuned"), "trains nothing"),
+])
+def test_bad_overrides_are_rejected(run, match):
+    with pytest.raises(ValueError, match=match):
+        analyses.variant_train_params(BASE, run, BudgetParams())
+
+
+def test_run_spec_errors_name_the_run(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("transfer:\n  runs:\n    bad: {model: untuned, graphs: [sj]}\n"
+                    "    folder: {model: models/uwe, scorer: mean}\n"
+                    "    cold: {model: untuned, scorer: mean}\n")
+    params = load_params(path)
+    with pytest.raises(ValueError, match=r"transfer\.runs\.bad.*graphs"):
+        analyses.run_spec(params, "transfer", "bad")
+    with pytest.raises(ValueError, match=r"transfer\.runs\.folder.*scorer"):
+        analyses.run_spec(params, "transfer", "folder")
+    assert analyses.run_spec(params, "transfer", "cold").overrides == {
+        "model": "untuned", "scorer": "mean"}
+    with pytest.raises(ValueError, match="unknown transfer run 'nope'"):
+        analyses.run_spec(params, "transfer", "nope")
+    with pytest.raises(ValueError, match="unknown analysis group"):
+        analyses.run_spec(params, "sweeps", "cold")
+
+
+def test_paths_of_a_run(tmp_path):
+    params = load_params(REPO / "params.yaml", profile="smoke")
+    spec = analyses.run_spec(params, "ablations", "scorer_mean")
+    run_dir = tmp_path / "models" / "ablations" / "scorer_mean"
+    assert spec.run_dir(tmp_path) == run_dir and spec.model_dir(tmp_path, 1) == run_dir / "seed1"
+    assert spec.metrics_path(tmp_path) == tmp_path / "metrics" / "ablations" / "scorer_mean.json"
+    assert spec.overrides == {"scorer": "mean"}
+    assert spec.validates == (params.ablations.budget.val_max_queries != 0)
+
+
+def test_run_frame_has_one_row_per_seed():
+    ev = {"groups": {"job2skill": {"map": 0.1, "rp@10": 0.2}},
+          "macro": {"map": 0.1, "rp@10": 0.2}}
+    result = {"seeds": [{"seed": 0, "training": {"seconds": 3.0}, "evaluation": ev},
+                        {"seed": 1, "training": None, "evaluation": ev}]}
+    df = analyses.run_frame(result)
+    assert list(df["seed"]) == [0, 1]
+    assert df.loc[0, "job2skill MAP"] == 10.0 and df.loc[1, "macro RP@10"] == 20.0
+    assert df.loc[0, "train seconds"] == 3.0
+
+
+def test_macro_tasks_in_group_order(tmp_path):
+    for name in ("skill_sim_esco", "job2skill", "skill_extraction_tech", "onet_job2skill"):
+        (tmp_path / "tasks" / "heldout" / name / "test").mkdir(parents=True)
+        (tmp_path / "tasks" / "heldout" / name / "test" / "queries.parquet").touch()
+    names = analyses.macro_tasks(tmp_path)
+    assert names == ["job2skill", "skill_extraction_tech", "skill_sim_esco"]

@@ -1,0 +1,86 @@
+"""Latency: what is timed (one index, warm-up then single queries, throughput batches),
+parameter counts, the SLI / mean-pooling ratio and the table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from uwe import latency
+
+
+class CountingModel:
+    """Scoring contract with call counters (no torch module: no parameters)."""
+
+    def __init__(self):
+        self.indexed, self.calls = 0, []
+
+    def index_targets(self, targets):
+        self.indexed += 1
+        return list(targets)
+
+    def score_index(self, queries, index):
+        self.calls.append(len(queries))
+        return np.zeros((len(queries), len(index)), dtype=np.float32)
+
+
+def test_measure_times_single_queries_after_warmup_and_batches():
+    model = CountingModel()
+    out = latency.measure(model, ["a", "b", "c"], ["q1", "q2"], warmup=2, repeats=5,
+                          throughput_batch=4, throughput_batches=3)
+    assert model.indexed == 1
+    assert model.calls == [1] * (2 + 5) + [4] * (1 + 3)  # warm-up, timed, warm-up batch, timed
+    assert set(out["latency_ms"]) == {"median", "p10", "p90", "mean"}
+    assert out["latency_ms"]["p10"] <= out["latency_ms"]["median"] <= out["latency_ms"]["p90"]
+    assert out["throughput_qps"] > 0 and out["n_targets"] == 3 and out["parameters"] is None
+    with pytest.raises(ValueError, match="repeats"):
+        latency.measure(model, ["a"], ["q"], repeats=0)
+
+
+def test_query_stream_cycles_from_an_offset():
+    assert latency.query_stream(["a", "b", "c"], 5, start=2) == ["c", "a", "b", "c", "a"]
+    with pytest.raises(ValueError, match="no queries"):
+        latency.query_stream([], 1)
+
+
+def test_parameter_count_counts_shared_modules_once():
+    class Wrapper:
+        def __init__(self):
+            self.encoder = torch.nn.Linear(3, 2)  # 3 * 2 + 2 = 8
+
+    class Nested:
+        def __init__(self):
+            self.encoder = type("E", (), {"model": torch.nn.Linear(4, 1)})()  # 5
+
+    assert latency.parameter_count(Wrapper()) == 8
+    assert latency.parameter_count(Nested()) == 5
+    assert latency.parameter_count(CountingModel()) is None
+
+
+def test_sli_mean_ratio_matches_the_backbone_by_name():
+    models = {
+        "uwe": {"kind": "uwe", "backbone": "all-MiniLM-L6-v2", "spec": "models/uwe",
+                "latency_ms": {"median": 6.0}},
+        "minilm": {"kind": "embedding", "spec": "sentence-transformers/all-MiniLM-L6-v2",
+                   "latency_ms": {"median": 4.0}},
+        "bm25": {"kind": "lexical", "spec": "bm25", "latency_ms": {"median": 1.0}},
+    }
+    assert latency.sli_mean_ratios(models) == {
+        "uwe": {"mean_pooled": "minilm", "latency_ratio": 1.5}}
+    del models["minilm"]
+    assert latency.sli_mean_ratios(models)["uwe"]["latency_ratio"] is None
+
+
+def test_report_and_frame_with_a_lexical_baseline(tmp_path):
+    report = latency.latency_report({"tfidf_char": "tfidf_char"}, ["python", "nursing care"],
+                                    ["data scientist", "nurse"], root=tmp_path, device="cpu",
+                                    warmup=1, repeats=3, throughput_batch=2,
+                                    throughput_batches=1)
+    entry = report["models"]["tfidf_char"]
+    assert entry["kind"] == "lexical" and entry["parameters"] is None
+    assert report["ratios"] == {} and report["sli_over_mean"] is None
+    assert report["device"] == "cpu" and report["repeats"] == 3
+    results = [{"model": "tfidf_char", "macro": {"map": 0.25}}]
+    frame = latency.latency_frame(report, results)
+    assert frame.loc[0, "model"] == "tfidf_char" and frame.loc[0, "macro MAP"] == 25.0
