@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from uwe.config import PROFILES
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -95,7 +97,8 @@ def test_analysis_stages_run_one_instance_per_configured_run(group):
     assert stage["foreach"] == f"${{{group}.runs}}" and PARAMS[group]["runs"]
     do = stage["do"]
     assert f"-p group {group} -p run ${{key}}" in do["cmd"]
-    assert {f"{group}.budget", f"{group}.runs.${{key}}", "train", "profiles"} <= set(do["params"])
+    profile_keys = {f"profiles.{p}.{sec}" for p in PROFILES for sec in ("train", group)}
+    assert {f"{group}.budget", f"{group}.runs.${{key}}", "train"} | profile_keys <= set(do["params"])
     assert {f"models/{group}/${{key}}", f"metrics/{group}/${{key}}.json"} <= set(_outs(do))
     assert f"metrics/{group}" in STAGES["figures"]["deps"]
 
@@ -113,3 +116,17 @@ def test_figures_stage_collects_lists_and_persists_the_readme():
                   and "README.md" in o)
     assert readme == {"cache": False, "persist": True}
     assert "metrics/latency.json" in _metrics(STAGES["latency"])
+
+
+def test_profile_params_are_tracked_for_every_profile():
+    """A stage that depends on a profile section lists it for every profile, and each profile
+    names that section in params.yaml (DVC needs the key to exist)."""
+    for name, stage in STAGES.items():
+        spec = stage.get("do", stage)
+        keys = [k for k in spec.get("params", []) if isinstance(k, str) and k.startswith("profiles")]
+        assert "profiles" not in keys, f"{name}: depends on every profile; list profiles.<p>.<section>"
+        sections = {k.split(".")[2] for k in keys}
+        for sec in sections:
+            for p in PROFILES:
+                assert f"profiles.{p}.{sec}" in keys, (name, p, sec)
+                assert sec in PARAMS["profiles"][p], f"params.yaml: profiles.{p} lacks {sec!r}"
