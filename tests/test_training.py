@@ -196,6 +196,13 @@ def test_resume_refuses_a_checkpoint_of_another_config(setup, tmp_path):
     fresh = run(tiny_cfg(backbone, steps=2, eval_every=1, batch_size=3,
                          graphs={"sa": GraphParams()}), root, tmp_path, resume=False)
     assert fresh["resumed_from"] is None and fresh["steps_done"] == 2
+    # "auto" (the pipeline stage): a checkpoint of another config is discarded, not an error
+    auto = run(tiny_cfg(backbone, steps=3, eval_every=1, batch_size=3,
+                        graphs={"sa": GraphParams()}), root, tmp_path, resume="auto")
+    assert auto["resumed_from"] is None and auto["steps_done"] == 3
+    with pytest.raises(ValueError, match="resume"):
+        run(tiny_cfg(backbone, steps=3, graphs={"sa": GraphParams()}), root, tmp_path,
+            resume="yes")
 
 
 def test_max_minutes_stops_early_and_still_publishes(setup, tmp_path):

@@ -388,8 +388,10 @@ class Trainer:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def resume(self) -> None:
-        """Restore ``{ckpt}/last`` if present; ValueError if it belongs to another config."""
+    def resume(self, strict: bool = True) -> None:
+        """Restore ``{ckpt}/last`` if present. A checkpoint of another config (or seed, or
+        world size) raises ValueError when ``strict``, else it is discarded (a warning) and
+        training starts from scratch."""
         last = self.ckpt_dir / "last"
         if not (last / "trainer_state.pt").is_file():
             return
@@ -397,6 +399,15 @@ class Trainer:
         new = _jsonable(dataclasses.asdict(self.cfg))
         diff = sorted(k for k in new if k not in RESUME_FREE and meta["train"].get(k) != new[k])
         if diff or meta["seed"] != self.seed or meta["world_size"] != self.info.world:
+            if not strict:
+                logger.warning("checkpoint %s belongs to another run (differs in %s): "
+                               "discarded, training from scratch", last, diff or "seed/world")
+                if self.info.main:
+                    for sub in ("last", "best"):
+                        shutil.rmtree(self.ckpt_dir / sub, ignore_errors=True)
+                if self.info.world > 1:
+                    dist.barrier()
+                return
             raise ValueError(
                 f"checkpoint {last} was written by another run (differs in {diff}, seed "
                 f"{meta['seed']} vs {self.seed}, world size {meta['world_size']} vs "
@@ -545,7 +556,7 @@ class Trainer:
 
 def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated",
           out_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
-          log_path: str | Path | None = None, resume: bool = True, progress: bool = True,
+          log_path: str | Path | None = None, resume: bool | str = True, progress: bool = True,
           val_tasks: list[str] | None = None) -> dict:
     """Train UWE (module docstring) and return a summary: ``steps_done``, ``best_step``,
     ``best_val_map``, ``seconds``, ``graph_edges``, ``stopped`` (None / "max_minutes" /
@@ -554,10 +565,14 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
 
     ``out_dir`` / ``checkpoint_dir`` default to ``cfg.out_dir`` / ``cfg.checkpoint_dir``;
     ``log_path`` (CSV, one row per step) is optional; ``val_tasks`` defaults to every macro task
-    with a heldout val split under ``data_root``; ``resume=False`` discards an old checkpoint.
+    with a heldout val split under ``data_root``; ``resume=False`` discards an old checkpoint,
+    ``True`` continues it (ValueError if it belongs to another config), ``"auto"`` continues a
+    matching one and discards any other (what a pipeline stage re-run after a change needs).
     """
     from uwe.encoders import resolve_device
 
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
     if not cfg.graphs:
         raise ValueError("train.graphs is empty: nothing to train on")
     if cfg.steps < 1:
@@ -573,7 +588,7 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
             dist.barrier()
         trainer = Trainer(cfg, seed, data_root, out, ckpt, info, device, val_tasks, progress)
         if resume:
-            trainer.resume()
+            trainer.resume(strict=resume is True)
         return trainer.run(log_path)
     finally:
         if info.created:
