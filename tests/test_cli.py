@@ -159,8 +159,10 @@ def test_second_call_hits_the_disk_cache(run, uwe_dir, root, monkeypatch, tmp_pa
 
     monkeypatch.setattr(UWEModel, "index_targets", counting)
     rc1, out1, _ = run(*rank_args(uwe_dir, root, "--top-k", "4", "nurse"))
-    files = sorted(p.suffix for p in (tmp_path / "cache" / "index").rglob("*") if p.is_file())
-    assert files == [".json", ".safetensors"]
+    cache = tmp_path / "cache" / "index"
+    files = sorted(p.suffix for p in cache.rglob("*") if p.is_file() and p.parent.name != "targets")
+    assert files == [".json", ".safetensors"]  # one index entry ...
+    assert len(list((cache / "targets").glob("*.json"))) == 1  # ... and the task's target list
     rc2, out2, _ = run(*rank_args(uwe_dir, root, "--top-k", "4", "nurse"))
     assert rc1 == rc2 == 0 and calls == [len(TARGETS)]  # built once, then loaded
     assert out1 == out2  # the cached index is bit-exact
@@ -306,3 +308,208 @@ def test_embedding_baseline_matrix_is_cached_and_lexical_is_not(run, tmp_path, m
     assert [rc for rc, _, _ in outs] == [0, 0, 0, 0] and outs[0][1] == outs[1][1]
     assert calls == ["all-MiniLM-L6-v2", "bm25", "bm25"]  # lexical: rebuilt every time
     assert len(list((tmp_path / "cache" / "index").rglob("*.safetensors"))) == 1
+
+
+# -- the lean warm path ----------------------------------------------------------------------
+HEAVY = ("torch", "transformers", "pandas", "pyarrow", "scipy", "sentence_transformers", "tqdm")
+
+
+def test_numpy_engine_matches_the_torch_model(uwe_dir):
+    from uwe.index_cache import index_arrays
+    from uwe.npinfer import NumpyIndex, NumpyUWE, unsupported_reason
+
+    assert unsupported_reason(uwe_dir) is None
+    model, engine = load(uwe_dir, device="cpu"), NumpyUWE(uwe_dir)
+    texts = QUERIES + TARGETS + ["Ärztin  für\tAllgemeinmedizin", "x" * 3 + " word" * 100]
+    hf = model.encoder.tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+    assert engine.token_ids(texts) == hf and max(len(x) for x in hf) == 64  # truncated alike
+    with torch.inference_mode():
+        ref = {
+            int(i): e
+            for b in model._encode_buckets(texts)
+            for i, e in zip(b.index, b.emb, strict=True)
+        }
+    for pos, emb in engine.encode_buckets(texts):
+        for i, e in zip(pos, emb, strict=True):
+            np.testing.assert_allclose(e, ref[int(i)].numpy(), atol=2e-5)
+    index = model.index_targets(TARGETS)
+    np_index = NumpyIndex.from_arrays(index_arrays("uwe", index), len(TARGETS))
+    got = engine.score_index(texts, np_index)
+    np.testing.assert_allclose(got, model.score_index(texts, index), atol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (len(texts), len(TARGETS))
+
+
+def test_engines_agree_and_the_torch_path_reads_the_cache_bit_exact(run, uwe_dir, root):
+    outs = {}
+    for engine in ("torch", "torch", "numpy", "numpy"):  # miss then hit, per engine
+        rc, out, err = run(
+            *rank_args(uwe_dir, root, "--engine", engine, "--format", "json", *QUERIES)
+        )
+        assert rc == 0, err
+        outs.setdefault(engine, []).append(json.loads(out))
+    assert outs["torch"][0] == outs["torch"][1] and outs["numpy"][0] == outs["numpy"][1]
+    for t, n in zip(outs["torch"][0], outs["numpy"][0], strict=True):
+        assert [x["target"] for x in t["results"]] == [x["target"] for x in n["results"]]
+        assert [x["score"] for x in t["results"]] == pytest.approx(
+            [x["score"] for x in n["results"]], abs=1e-5
+        )
+
+
+def test_warm_rank_imports_neither_torch_nor_pandas(run, uwe_dir, root):
+    import subprocess
+    import sys
+
+    argv = rank_args(uwe_dir, root, "--top-k", "5", "nurse", "baker")
+    rc, cold, _ = run(*argv)  # builds the index and the target list in UWE_CACHE_DIR
+    code = (
+        "import sys\n"
+        "from uwe.cli import main\n"
+        f"rc = main({[str(a) for a in argv]!r})\n"
+        "sys.stdout.flush()\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert rc == 0 and proc.returncode == 0, proc.stderr
+    assert "HEAVY [] 0" in proc.stderr, proc.stderr
+    assert proc.stdout == cold
+
+
+def test_the_target_list_cache_follows_the_task_files(run, uwe_dir, tmp_path, monkeypatch):
+    from uwe import tasks
+
+    root = tmp_path / "curated"
+    ds = RankingDataset("job2skill", "heldout", "test", QUERIES, TARGETS, POSITIVES)
+    write_dataset(root, ds)
+    argv = rank_args(uwe_dir, root, "--format", "json", "--top-k", "20", "nurse")
+    first = json.loads(run(*argv)[1])[0]["results"]
+    lists = tmp_path / "cache" / "index" / "targets"
+    assert len(list(lists.glob("*.json"))) == 1
+    real_load = tasks.load_task
+    monkeypatch.setattr(tasks, "load_task", lambda *a, **k: pytest.fail("parquet read again"))
+    assert json.loads(run(*argv)[1])[0]["results"] == first  # from the cached list
+    monkeypatch.setattr(tasks, "load_task", real_load)
+    write_dataset(
+        root,
+        RankingDataset(
+            "job2skill",
+            "heldout",
+            "test",
+            QUERIES,
+            [*TARGETS, "nursing care"],
+            [*POSITIVES[:3], [3, 12], POSITIVES[4]],
+        ),
+    )
+    rc, out, _ = run(*argv)
+    assert rc == 0 and "nursing care" in {x["target"] for x in json.loads(out)[0]["results"]}
+    assert len(list(lists.glob("*.json"))) == 2
+    for path in lists.glob("*.json"):  # a damaged list is a miss, read again and rewritten
+        path.write_text("{not json", encoding="utf-8")
+    rc, out2, _ = run(*argv)
+    assert rc == 0 and out2 == out
+    assert sum(p.read_text().startswith("{\n") for p in lists.glob("*.json")) == 1
+
+
+def test_a_changed_model_or_old_entry_is_rebuilt(run, uwe_dir, root, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    calls = []
+    original = UWEModel.index_targets
+    monkeypatch.setattr(
+        UWEModel, "index_targets", lambda self, t, b=None: calls.append(1) or original(self, t, b)
+    )
+    model = tmp_path / "uwe-copy"
+    shutil.copytree(uwe_dir, model)
+    argv = rank_args(model, root, "--format", "json", "nurse")
+    out = run(*argv)[1]
+    run(*argv)
+    assert len(calls) == 1
+    weights = model / "model.safetensors"  # retrained in place: new mtime
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert run(*argv)[1] == out and len(calls) == 2
+    cfg = json.loads((model / "uwe_config.json").read_text())
+    (model / "uwe_config.json").write_text(json.dumps({**cfg, "attention_temperature": 0.5}))
+    assert run(*argv)[1] != out and len(calls) == 3  # another temperature, other scores
+    run(*argv)
+    assert len(calls) == 3
+    for meta in (tmp_path / "cache" / "index").glob("uwe-copy-*/*.json"):  # an older format
+        meta.write_text(meta.read_text().replace('"format_version": 2', '"format_version": 1'))
+    run(*argv)
+    assert len(calls) == 4
+
+
+def test_index_hit_does_not_load_the_model(run, uwe_dir, root, monkeypatch):
+    argv = ("index", "--model", uwe_dir, "--device", "cpu", "--task", "job2skill", "--root", root)
+    rc, out, _ = run(*argv)
+    assert rc == 0 and out.strip().endswith("miss)")
+    monkeypatch.setattr(cli, "load", lambda *a, **k: pytest.fail("model loaded"))
+    rc, out2, _ = run(*argv)
+    assert rc == 0 and out2.split(" (")[0] == out.split(" (")[0] and out2.strip().endswith("hit)")
+
+
+def test_engine_choice(run, uwe_dir, root, tmp_path):
+    import shutil
+
+    from uwe.npinfer import unsupported_reason
+
+    maxsim = tmp_path / "uwe-maxsim"
+    shutil.copytree(uwe_dir, maxsim)
+    cfg = json.loads((maxsim / "uwe_config.json").read_text())
+    (maxsim / "uwe_config.json").write_text(json.dumps({**cfg, "scorer": "maxsim"}))
+    assert "scorer" in unsupported_reason(maxsim)
+    for argv in (
+        rank_args(maxsim, root, "--engine", "numpy", "nurse"),
+        (
+            "rank",
+            "--model",
+            "bm25",
+            "--engine",
+            "numpy",
+            "--task",
+            "job2skill",
+            "--root",
+            root,
+            "x",
+        ),
+        rank_args(uwe_dir, root, "--engine", "numpy", "nurse")[:4]
+        + ("cuda",)
+        + rank_args(uwe_dir, root, "--engine", "numpy", "nurse")[5:],
+    ):
+        rc, out, err = run(*argv)
+        assert rc == 2 and out == "" and err.startswith("uwe: error: --engine numpy"), err
+    rc, out, _ = run(*rank_args(maxsim, root, "--top-k", "3", "nurse"))  # auto -> torch
+    model = load(str(maxsim), device="cpu")
+    expected = model.rank(["nurse"], model.index_targets(TARGETS), top_k=3)[0]
+    assert rc == 0 and [line.split(maxsplit=2)[2] for line in out.splitlines()[2:]] == [
+        t for t, _ in expected
+    ]
+
+
+def test_cli_copies_stay_in_sync():
+    from uwe import tasks
+    from uwe.baselines import model_slug
+    from uwe.index_cache import entry_slug
+
+    assert cli.TASK_FAMILIES == tasks.FAMILIES
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/x y", "models/uwe/", "a\\b:c"):
+        assert entry_slug(name) == model_slug(name)
+
+
+def test_threads(monkeypatch):
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    for load_avg, expected in ((0.2, 4), (1.6, 2), (3.9, 1), (9.0, 1)):
+        monkeypatch.setattr(cli.os, "getloadavg", lambda v=load_avg: (v, v, v))
+        assert cli.default_threads() == expected
+    parser = cli.build_parser()
+    monkeypatch.setenv("UWE_THREADS", "3")
+    args = parser.parse_args(["rank", "--model", "bm25", "--targets", "t.txt", "x"])
+    cli.configure_threads(args)
+    assert args.threads == 3
+    args = parser.parse_args(["--threads", "2", "info", "m"])
+    cli.configure_threads(args)
+    assert args.threads == 2
+    monkeypatch.delenv("UWE_THREADS")
+    args = parser.parse_args(["info", "m"])
+    cli.configure_threads(args)
+    assert args.threads == 1  # load 9 on 4 CPUs

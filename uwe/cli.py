@@ -10,6 +10,14 @@ Target indexes are cached on disk (:mod:`uwe.index_cache`), so a second ``rank``
 same model and target list skips encoding the targets. Expected failures (unknown task, missing
 model or file, empty target list, unknown model name) print one line ``uwe: error: ...`` on
 stderr and exit with status 2; ``--verbose`` shows the traceback and INFO logs instead.
+
+The warm ``rank`` path is kept lean: heavy modules are imported only where they are used, the
+target list of a task (or a .csv/.tsv/.parquet targets file) comes from the cache's target-list
+sidecar (no pandas, no parquet), and for a UWE folder with a BERT-family backbone and the SLI
+scorer (``--engine auto`` on the CPU) queries are encoded and scored with NumPy
+(:mod:`uwe.npinfer`) against the memory-mapped cached index, so neither torch nor transformers
+is imported unless the index has to be built. ``--engine torch`` runs the torch model instead
+(same scores up to float32 rounding).
 """
 
 from __future__ import annotations
@@ -23,10 +31,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
+ENGINES = ("auto", "numpy", "torch")
+TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.tasks.FAMILIES (that module imports pandas)
+LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
+
+logger = logging.getLogger("uwe.cli")
 
 
 class CLIError(ValueError):
@@ -38,13 +49,13 @@ def read_targets_file(path: str | Path) -> list[str]:
     """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (column
     ``target``, else the first column); stripped, empty rows dropped, duplicates dropped
     (first occurrence kept, so target ``j`` is the ``j``-th distinct text)."""
-    import pandas as pd
-
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"target file not found: {p}")
     suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv", ".parquet"):
+    if suffix in LIST_SUFFIXES:
+        import pandas as pd
+
         try:
             df = (
                 pd.read_parquet(p)
@@ -69,6 +80,38 @@ def read_targets_file(path: str | Path) -> list[str]:
 
 def task_targets(args: argparse.Namespace) -> list[str]:
     return load_checked_task(args.task, args.family, args.split, args.root).targets
+
+
+def resolve_targets(args: argparse.Namespace) -> tuple[list[str], str]:
+    """``(targets, targets_sha256)`` of ``--task`` or ``--targets``.
+
+    A task's list (and a .csv/.tsv/.parquet file's) is kept in the cache's target-list sidecar
+    keyed by the sha256 of the source files' bytes (:func:`uwe.index_cache.task_source_key`):
+    a hit skips pandas and the parquet reader, a changed file is a miss. ``--no-cache``
+    neither reads nor writes it.
+    """
+    from uwe.index_cache import IndexCache, file_source_key, targets_sha256, task_source_key
+
+    key, origin = None, ""
+    if not getattr(args, "no_cache", False):
+        if args.task:
+            if args.family in TASK_FAMILIES:
+                key = task_source_key(args.root, args.family, args.task, args.split)
+                origin = f"task {args.family}/{args.task}/{args.split} under {args.root}"
+        elif Path(args.targets).suffix.lower() in LIST_SUFFIXES and Path(args.targets).is_file():
+            key, origin = file_source_key(args.targets), f"file {args.targets}"
+    cache = IndexCache(args.cache_dir)
+    if key is not None:
+        hit = cache.target_list(key)
+        if hit is not None:
+            return hit
+    targets = task_targets(args) if args.task else read_targets_file(args.targets)
+    if key is not None:
+        try:
+            cache.save_target_list(key, targets, origin)
+        except OSError as err:  # a read-only cache must not fail the ranking
+            logger.warning("could not write the target list cache: %s", err)
+    return targets, targets_sha256(targets)
 
 
 def load_checked_task(name: str, family: str, split: str, root: str):
@@ -103,6 +146,11 @@ def load(args: argparse.Namespace):
     from uwe.index_cache import model_fingerprint
     from uwe.registry import load_model
 
+    threads = getattr(args, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     model = load_model(args.model, device=args.device, batch_size=args.batch_size)
     encoder = getattr(model, "encoder", None)
     if hasattr(encoder, "progress"):  # an embedding baseline: no progress bars in the CLI
@@ -125,8 +173,67 @@ def indexed(
     )
 
 
+def numpy_folder(args: argparse.Namespace) -> Path | None:
+    """The UWE folder to rank with :class:`uwe.npinfer.NumpyUWE`, or None for the torch path.
+
+    ``--engine auto``: a UWE folder whose backbone and scorer NumPy runs
+    (:func:`uwe.npinfer.unsupported_reason`), with ``--device`` auto or cpu (ranking a few
+    queries against a cached index is faster on the CPU than starting CUDA; the index itself is
+    still built by torch on ``--device``). ``--engine numpy`` requires that, ``torch`` never.
+    """
+    engine = getattr(args, "engine", "auto")
+    if engine == "torch":
+        return None
+    from uwe.registry import find_uwe_folder
+
+    folder = find_uwe_folder(args.model)
+    if folder is None:
+        if engine == "numpy":
+            raise CLIError(f"--engine numpy needs a UWE model folder, not {args.model!r}")
+        return None
+    if args.device not in ("auto", "cpu"):
+        if engine == "numpy":
+            raise CLIError(f"--engine numpy runs on the CPU, not --device {args.device}")
+        return None
+    from uwe.npinfer import unsupported_reason
+
+    reason = unsupported_reason(folder)
+    if reason is not None:
+        if engine == "numpy":
+            raise CLIError(f"--engine numpy cannot run {folder}: {reason}")
+        logger.info("ranking with torch: %s", reason)
+        return None
+    return folder
+
+
+def rank_numpy(
+    args: argparse.Namespace, folder: Path, queries: list[str], targets: list[str], sha: str, k: int
+) -> list:
+    """:func:`top_k` of the NumPy engine against the cached index (built by torch and saved
+    on a miss; with ``--no-cache`` built and not saved)."""
+    from uwe.index_cache import IndexCache, index_arrays, model_fingerprint
+    from uwe.npinfer import NumpyIndex, NumpyUWE
+
+    engine = NumpyUWE(folder)
+    cache = IndexCache(args.cache_dir)
+    arrays = None
+    if not args.no_cache:
+        fingerprint = model_fingerprint(args.model)
+        arrays = cache.read_entry(fingerprint, sha, len(targets), "uwe")
+        if arrays is not None:
+            logger.info("target index: hit %s", cache.paths(fingerprint, sha)[0])
+    if arrays is None:
+        model, fingerprint = load(args)
+        index, cached = indexed(args, model, fingerprint, targets)
+        logger.info("target index: %s %s", cached.status, cached.path or "")
+        arrays = index_arrays("uwe", index)
+    return top_k(engine, queries, NumpyIndex.from_arrays(arrays, len(targets)), k)
+
+
 def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
     """``[(ids (k,), scores (k,)) per query]``; ties -> lower target index."""
+    import numpy as np
+
     out = []
     for s in range(0, len(queries), chunk):
         scores = np.asarray(model.score_index(queries[s : s + chunk], index))  # (c, n_t)
@@ -189,20 +296,34 @@ def print_results(res: dict) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_rank(args: argparse.Namespace) -> int:
-    targets = task_targets(args) if args.task else read_targets_file(args.targets)
+    targets, sha = resolve_targets(args)
     queries = read_queries(args)
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
-    model, fingerprint = load(args)
-    index, cached = indexed(args, model, fingerprint, targets)
-    logging.getLogger("uwe.cli").info("target index: %s %s", cached.status, cached.path or "")
-    ranked = top_k(model, queries, index, min(args.top_k, len(targets)))
+    k = min(args.top_k, len(targets))
+    folder = numpy_folder(args)
+    if folder is not None:
+        ranked = rank_numpy(args, folder, queries, targets, sha, k)
+    else:
+        model, fingerprint = load(args)
+        index, cached = indexed(args, model, fingerprint, targets)
+        logger.info("target index: %s %s", cached.status, cached.path or "")
+        ranked = top_k(model, queries, index, k)
     print_rankings(queries, ranked, targets, args.format)
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    targets = task_targets(args) if args.task else read_targets_file(args.targets)
+    targets, sha = resolve_targets(args)
+    if not args.rebuild:  # a cached UWE index: report it without loading the model
+        from uwe.index_cache import IndexCache, model_fingerprint
+        from uwe.registry import find_uwe_folder
+
+        if find_uwe_folder(args.model) is not None:
+            cache, fingerprint = IndexCache(args.cache_dir), model_fingerprint(args.model)
+            if cache.read_entry(fingerprint, sha, len(targets), "uwe") is not None:
+                print(f"{cache.paths(fingerprint, sha)[0]} ({len(targets)} targets, hit)")
+                return 0
     model, fingerprint = load(args)
     _, cached = indexed(args, model, fingerprint, targets, rebuild=args.rebuild)
     if cached.path is None:
@@ -246,6 +367,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def count_params(weights: Path) -> int:
     """Number of parameters in a safetensors file, from its header (no tensor is read)."""
+    import numpy as np
     from safetensors import safe_open
 
     with safe_open(str(weights), framework="np") as f:
@@ -374,7 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="INFO logs and full tracebacks on errors"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of torch and NumPy's BLAS (default: $UWE_THREADS, else the cores "
+        "the load average leaves free; `rank` then uses 1 BLAS thread)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -388,6 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10, help="results per query (default: 10)")
     p.add_argument("--format", choices=TABLE_FORMATS, default="table", help="output format")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="query encoder + scorer: numpy (UWE folders with a BERT-family backbone and the "
+        "SLI scorer, on the CPU; no torch import on a cache hit), torch, or auto (numpy where "
+        "it can run and --device is auto or cpu, else torch)",
+    )
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: stdin)")
     p.set_defaults(func=cmd_rank)
 
@@ -443,6 +579,44 @@ def configure_logging(level: int) -> None:
     root.setLevel(min(root.level or logging.WARNING, level))
 
 
+def default_threads() -> int:
+    """CPU threads for torch when neither ``--threads`` nor ``$UWE_THREADS`` says: the cores
+    that the 1-minute load average leaves free, at least 1. Oversubscribed threads wait for
+    each other: beside a 2-thread training run on 2 cores, building job2skill's index took 5x
+    longer with 2 torch threads than with 1."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return cpus
+    return max(1, min(cpus, cpus - int(busy + 0.5)))
+
+
+def configure_threads(args: argparse.Namespace) -> None:
+    """``args.threads`` = ``--threads``, else ``$UWE_THREADS``, else :func:`default_threads`
+    (torch applies it when the model is loaded: importing torch here would cost seconds on the
+    NumPy path). NumPy's BLAS reads its thread count when NumPy is first imported, so it is set
+    here, before that: to ``--threads`` / ``$UWE_THREADS`` when given, else (unless
+    ``OPENBLAS_NUM_THREADS`` is set) to 1 for ``rank``, whose per-bucket products are too small
+    to gain from threads (measured: 300 queries beside a training run took 10 s with 1 BLAS
+    thread and 190 s with 2), and to the torch count for the other commands."""
+    explicit = args.threads
+    if not explicit:
+        try:
+            explicit = max(0, int(os.environ.get("UWE_THREADS", "0"))) or None
+        except ValueError:
+            explicit = None
+    args.threads = explicit or default_threads()
+    if "numpy" in sys.modules:  # imported by the caller: too late to set BLAS threads
+        return
+    if explicit:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(explicit)
+    else:
+        os.environ.setdefault(
+            "OPENBLAS_NUM_THREADS", "1" if args.command == "rank" else str(args.threads)
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -453,10 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # read by huggingface_hub / transformers at import: no weight bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     configure_logging(logging.INFO if args.verbose else logging.WARNING)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    configure_threads(args)
     try:
         return args.func(args)
     except (

@@ -13,7 +13,9 @@ What is stored, per model kind:
 
 * :class:`uwe.model.TargetIndex` -> its buckets' tensors (``b{i}.index`` (b,) int64,
   ``b{i}.emb`` (b, L, d) float32, ``b{i}.mask`` (b, L) bool), bit-exact, so a cached index gives
-  the same scores as a fresh one;
+  the same scores as a fresh one, plus the token norms ``b{i}.norm`` (b, L) float32 of
+  :meth:`uwe.model.Bucket.unit_norm`: a loaded index does not recompute them, and the unit
+  vectors are ``emb / norm`` (the same division, so the same bits);
 * an embedding baseline -> its ``(n_t, d)`` float32 target matrix (``embeddings``);
 * lexical baselines (BM25, TF-IDF) -> nothing: their index is a fitted vocabulary, cheap to
   rebuild (well under a second for 14k targets) and not a tensor; they are rebuilt every time.
@@ -22,6 +24,15 @@ Layout: ``{cache_dir}/{model_slug}-{model_key[:12]}/{targets_sha[:20]}.safetenso
 safetensors: no pickle) next to ``.json`` (metadata: format, fingerprint, targets sha, count and
 a nonce shared with the tensors file). Both are written atomically (temp file + rename), tensors
 first; a pair whose nonces differ (a concurrent writer) or that does not load counts as a miss.
+Entries are read through a memory map (:func:`uwe.npinfer.mmap_safetensors`): nothing is
+copied, and only the pages a computation touches are read.
+
+Target lists: ``{cache_dir}/targets/{source_key[:32]}.json`` keeps the target list read from a
+curated task (:func:`task_source_key`: sha256 of the task's ``queries.parquet`` and
+``targets.parquet`` bytes) or from a ``.csv``/``.tsv``/``.parquet`` targets file
+(:func:`file_source_key`: sha256 of its bytes), so a warm ``uwe rank`` neither imports pandas
+nor parses parquet; a changed file has another key, a stale or damaged list is a miss.
+
 Default ``cache_dir``: ``$UWE_CACHE_DIR/index``, else ``~/.cache/uwe/index``.
 """
 
@@ -31,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -39,12 +51,15 @@ from typing import Any
 
 import numpy as np
 
-from uwe.baselines import model_slug
 from uwe.io import write_json
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: + b{i}.norm; older entries are misses (rebuilt and overwritten)
+TARGETS_FORMAT = 1
+# Bump when uwe.tasks.load_task / uwe.cli.read_targets_file change how targets are read.
+TASK_TARGETS_VERSION = b"uwe-task-targets-v1"
+FILE_TARGETS_VERSION = b"uwe-target-file-v1"
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
 
@@ -62,6 +77,16 @@ def _sha256_bytes(data: bytes) -> str:
 def targets_sha256(targets: list[str]) -> str:
     """sha256 of the ordered target list (JSON-encoded, so no separator can collide)."""
     return _sha256_bytes(json.dumps(list(targets), ensure_ascii=False).encode("utf-8"))
+
+
+def entry_slug(name: str) -> str:
+    """File-name-safe short model name (as :func:`uwe.baselines.model_slug`, without importing
+    the baselines and their scipy)."""
+    last = str(name).rstrip("/\\").replace("\\", "/").split("/")[-1]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", last).strip("._")
+    if not slug:
+        raise ValueError(f"cannot make a file name from model name {name!r}")
+    return slug
 
 
 def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
@@ -95,13 +120,40 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
 
 def index_kind(model: Any) -> str | None:
     """``"uwe"``, ``"embeddings"`` or None (not cached: lexical or unknown model types)."""
+    if type(model).__name__ == "UWEModel":  # avoid importing torch-heavy uwe.model eagerly
+        return "uwe"
     from uwe.baselines import EmbeddingBaseline
 
     if isinstance(model, EmbeddingBaseline):
         return "embeddings"
-    if type(model).__name__ == "UWEModel":  # avoid importing torch-heavy uwe.model eagerly
-        return "uwe"
     return None
+
+
+# -- where target lists come from ------------------------------------------------------------
+def _file_digest(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def task_source_key(root: str | Path, family: str, name: str, split: str) -> str | None:
+    """Key of a curated task's target list: sha256 over its ``queries.parquet`` and
+    ``targets.parquet`` bytes (the queries too, so that any change re-runs the loader's
+    validation); None if either file is missing."""
+    d = Path(root) / "tasks" / family / name / split
+    files = (d / "queries.parquet", d / "targets.parquet")
+    if not all(f.is_file() for f in files):
+        return None
+    h = hashlib.sha256(TASK_TARGETS_VERSION + b"\0")
+    for f in files:
+        h.update(_file_digest(f))
+    return h.hexdigest()
+
+
+def file_source_key(path: str | Path) -> str:
+    """Key of a targets file's list: sha256 over its suffix and bytes."""
+    p = Path(path)
+    h = hashlib.sha256(FILE_TARGETS_VERSION + b"\0" + p.suffix.lower().encode() + b"\0")
+    h.update(_file_digest(p))
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -120,41 +172,82 @@ class IndexCache:
 
     def paths(self, fingerprint: dict[str, Any], targets_sha: str) -> tuple[Path, Path]:
         """``(tensors .safetensors, metadata .json)`` of one entry."""
-        sub = f"{model_slug(fingerprint['spec'])}-{fingerprint_key(fingerprint)[:12]}"
+        sub = f"{entry_slug(fingerprint['spec'])}-{fingerprint_key(fingerprint)[:12]}"
         stem = self.dir / sub / targets_sha[:20]
         return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
-    # -- read / write ----------------------------------------------------------------------
-    def load(self, model: Any, fingerprint: dict[str, Any], targets: list[str]) -> Any | None:
-        """The cached index of ``targets`` for ``model``, or None on a miss."""
-        kind = index_kind(model)
-        sha = targets_sha256(targets)
-        tensors_path, meta_path = self.paths(fingerprint, sha)
-        if kind is None or not (tensors_path.is_file() and meta_path.is_file()):
+    # -- entries as arrays ---------------------------------------------------------------------
+    def read_entry(
+        self, fingerprint: dict[str, Any], targets_sha: str, n_targets: int, kind: str
+    ) -> dict[str, np.ndarray] | None:
+        """The arrays of a valid entry (memory-mapped, copy-on-write), or None on a miss."""
+        from uwe.npinfer import mmap_safetensors
+
+        tensors_path, meta_path = self.paths(fingerprint, targets_sha)
+        if not (tensors_path.is_file() and meta_path.is_file()):
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            tensors, header = _read_tensors(tensors_path, _device_of(model))
+            arrays, header = mmap_safetensors(tensors_path)
         except Exception as err:  # a corrupt or truncated entry is only a miss
             logger.warning("ignoring unreadable index cache entry %s: %s", tensors_path, err)
             return None
         expected = {
             "format_version": FORMAT_VERSION,
             "kind": kind,
-            "targets_sha256": sha,
-            "n_targets": len(targets),
+            "targets_sha256": targets_sha,
+            "n_targets": n_targets,
             "fingerprint": fingerprint,
         }
-        if any(meta.get(k) != v for k, v in expected.items()) or header.get("nonce") != meta.get(
-            "nonce"
+        if (
+            not isinstance(meta, dict)
+            or any(meta.get(k) != v for k, v in expected.items())
+            or header.get("nonce") != meta.get("nonce")
         ):
             logger.info("index cache entry %s does not match; rebuilding", tensors_path)
             return None
         try:
-            return _from_tensors(kind, tensors, targets)
+            _check_arrays(kind, arrays, n_targets)
         except (KeyError, ValueError) as err:
             logger.warning("ignoring malformed index cache entry %s: %s", tensors_path, err)
             return None
+        return arrays
+
+    def write_entry(
+        self,
+        fingerprint: dict[str, Any],
+        targets_sha: str,
+        n_targets: int,
+        kind: str,
+        arrays: dict[str, np.ndarray],
+    ) -> Path:
+        """Store ``arrays`` (see the module doc); returns the tensors path."""
+        tensors_path, meta_path = self.paths(fingerprint, targets_sha)
+        nonce = uuid.uuid4().hex
+        _write_arrays(tensors_path, arrays, {"nonce": nonce})
+        write_json(
+            meta_path,
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": kind,
+                "targets_sha256": targets_sha,
+                "n_targets": n_targets,
+                "fingerprint": fingerprint,
+                "nonce": nonce,
+            },
+        )
+        return tensors_path
+
+    # -- entries as index objects ----------------------------------------------------------
+    def load(self, model: Any, fingerprint: dict[str, Any], targets: list[str]) -> Any | None:
+        """The cached index of ``targets`` for ``model``, or None on a miss."""
+        kind = index_kind(model)
+        if kind is None:
+            return None
+        arrays = self.read_entry(fingerprint, targets_sha256(targets), len(targets), kind)
+        if arrays is None:
+            return None
+        return index_from_arrays(kind, arrays, targets, model)
 
     def save(
         self, model: Any, fingerprint: dict[str, Any], targets: list[str], index: Any
@@ -163,22 +256,9 @@ class IndexCache:
         kind = index_kind(model)
         if kind is None:
             return None
-        sha = targets_sha256(targets)
-        tensors_path, meta_path = self.paths(fingerprint, sha)
-        nonce = uuid.uuid4().hex
-        _write_tensors(tensors_path, _to_tensors(kind, index), {"nonce": nonce})
-        write_json(
-            meta_path,
-            {
-                "format_version": FORMAT_VERSION,
-                "kind": kind,
-                "targets_sha256": sha,
-                "n_targets": len(targets),
-                "fingerprint": fingerprint,
-                "nonce": nonce,
-            },
+        return self.write_entry(
+            fingerprint, targets_sha256(targets), len(targets), kind, index_arrays(kind, index)
         )
-        return tensors_path
 
     def get_or_build(
         self,
@@ -209,6 +289,48 @@ class IndexCache:
         logger.info("index cache miss: built and saved %s", path)
         return index, CacheResult("miss", path)
 
+    # -- target lists ----------------------------------------------------------------------
+    def target_list_path(self, source_key: str) -> Path:
+        return self.dir / "targets" / f"{source_key[:32]}.json"
+
+    def target_list(self, source_key: str) -> tuple[list[str], str] | None:
+        """``(targets, targets_sha256)`` stored for ``source_key``, or None on a miss."""
+        path = self.target_list_path(source_key)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            targets = data["targets"]
+            ok = (
+                data.get("format") == TARGETS_FORMAT
+                and data.get("source_key") == source_key
+                and isinstance(targets, list)
+                and all(isinstance(t, str) for t in targets)
+                and data.get("targets_sha256") == targets_sha256(targets)
+            )
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning("ignoring unreadable target list %s: %s", path, err)
+            return None
+        if not ok:
+            logger.info("target list %s does not match; reading the source again", path)
+            return None
+        return targets, data["targets_sha256"]
+
+    def save_target_list(self, source_key: str, targets: list[str], origin: str = "") -> Path:
+        """Store the target list read from the source ``source_key`` (``origin``: a note)."""
+        targets = list(targets)
+        return write_json(
+            self.target_list_path(source_key),
+            {
+                "format": TARGETS_FORMAT,
+                "source_key": source_key,
+                "origin": origin,
+                "n_targets": len(targets),
+                "targets_sha256": targets_sha256(targets),
+                "targets": targets,
+            },
+        )
+
 
 class CachedIndexModel:
     """Wraps a model so that ``index_targets`` goes through an :class:`IndexCache` (for
@@ -226,57 +348,92 @@ class CachedIndexModel:
         return self.model.score_index(queries, index)
 
 
-# -- tensors <-> index objects ---------------------------------------------------------------
-def _device_of(model: Any) -> str:
-    return str(getattr(model, "device", "cpu")) if index_kind(model) == "uwe" else "cpu"
+# -- arrays <-> index objects ----------------------------------------------------------------
+def _n_buckets(arrays: dict[str, np.ndarray]) -> int:
+    return len({k.split(".")[0] for k in arrays})
 
 
-def _to_tensors(kind: str, index: Any) -> dict:
+def _check_arrays(kind: str, arrays: dict[str, np.ndarray], n_targets: int) -> None:
+    """KeyError / ValueError unless ``arrays`` is a well-formed entry of ``n_targets``."""
+    if kind == "embeddings":
+        emb = arrays["embeddings"]
+        if emb.ndim != 2 or emb.shape[0] != n_targets:
+            raise ValueError(f"cached embeddings {emb.shape} for {n_targets} targets")
+        return
+    seen = 0
+    for i in range(_n_buckets(arrays)):
+        p = f"b{i:06d}"
+        idx, emb, mask, norm = (arrays[f"{p}.{s}"] for s in ("index", "emb", "mask", "norm"))
+        if (
+            emb.ndim != 3
+            or idx.shape != emb.shape[:1]
+            or not (mask.shape == norm.shape == emb.shape[:2])
+        ):
+            raise ValueError(f"bucket {i}: inconsistent shapes")
+        dtypes = (idx.dtype, emb.dtype, mask.dtype, norm.dtype)
+        if dtypes != (np.int64, np.float32, np.bool_, np.float32):
+            raise ValueError(f"bucket {i}: unexpected dtypes {dtypes}")
+        seen += idx.shape[0]
+    if seen != n_targets:
+        raise ValueError(f"the buckets hold {seen} targets, expected {n_targets}")
+
+
+def index_arrays(kind: str, index: Any) -> dict[str, np.ndarray]:
+    """What the cache stores of ``index`` (see the module doc), as NumPy arrays."""
+    if kind == "embeddings":
+        return {"embeddings": np.ascontiguousarray(index, dtype=np.float32)}
     import torch
 
-    if kind == "embeddings":
-        return {"embeddings": torch.from_numpy(np.ascontiguousarray(index, dtype=np.float32))}
+    def host(t, dtype):
+        return np.ascontiguousarray(t.detach().to("cpu", dtype).numpy())
+
     out = {}
-    for i, b in enumerate(index.buckets):
-        out[f"b{i:06d}.index"] = b.index.detach().to("cpu", torch.int64).contiguous()
-        out[f"b{i:06d}.emb"] = b.emb.detach().to("cpu", torch.float32).contiguous()
-        out[f"b{i:06d}.mask"] = b.mask.detach().to("cpu", torch.bool).contiguous()
+    with torch.no_grad():
+        for i, b in enumerate(index.buckets):
+            out[f"b{i:06d}.index"] = host(b.index, torch.int64)
+            out[f"b{i:06d}.emb"] = host(b.emb, torch.float32)
+            out[f"b{i:06d}.mask"] = host(b.mask, torch.bool)
+            out[f"b{i:06d}.norm"] = host(b.unit_norm()[1], torch.float32)
     return out
 
 
-def _from_tensors(kind: str, tensors: dict, targets: list[str]) -> Any:
+def index_from_arrays(
+    kind: str, arrays: dict[str, np.ndarray], targets: list[str], model: Any = None
+) -> Any:
+    """The index object of ``model`` from an entry's arrays: the embeddings matrix, or a
+    :class:`uwe.model.TargetIndex` on the model's device whose buckets already hold their
+    unit vectors and norms (for SLI, whose dense kernel uses them)."""
     if kind == "embeddings":
-        emb = tensors["embeddings"].numpy()
-        if emb.shape[0] != len(targets):
-            raise ValueError(f"cached embeddings have {emb.shape[0]} rows for {len(targets)}")
-        return emb
-    from uwe.model import Bucket, TargetIndex
+        return arrays["embeddings"]
+    import torch
 
-    n = len({k.split(".")[0] for k in tensors})
-    buckets = [
-        Bucket(tensors[f"b{i:06d}.index"], tensors[f"b{i:06d}.emb"], tensors[f"b{i:06d}.mask"])
-        for i in range(n)
-    ]
+    from uwe.model import Bucket, TargetIndex
+    from uwe.scoring import EPS
+
+    device = str(getattr(model, "device", "cpu"))
+    with_unit = getattr(model, "scorer_name", "sli") == "sli"
+
+    def dev(name):
+        return torch.from_numpy(arrays[name]).to(device)
+
+    buckets = []
+    for i in range(_n_buckets(arrays)):
+        p = f"b{i:06d}"
+        emb, norm = dev(f"{p}.emb"), dev(f"{p}.norm")
+        unit_norm = (emb / norm.clamp_min(EPS)[..., None], norm) if with_unit else None
+        buckets.append(Bucket(dev(f"{p}.index"), emb, dev(f"{p}.mask"), _unit_norm=unit_norm))
     return TargetIndex(list(targets), buckets)
 
 
-def _write_tensors(path: Path, tensors: dict, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+def _write_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    from safetensors.numpy import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        save_file(arrays, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _read_tensors(path: Path, device: str) -> tuple[dict, dict]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device=device) as f:
-        header = f.metadata() or {}
-        return {k: f.get_tensor(k) for k in f.keys()}, header

@@ -9,12 +9,24 @@ Every returned object implements ``score(queries, targets)`` and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from uwe.baselines import model_slug
+if TYPE_CHECKING:
+    from uwe.baselines import model_slug
 
 __all__ = ["find_uwe_folder", "load_model", "model_slug"]
 
 UWE_CONFIG = "uwe_config.json"
+
+
+def __getattr__(name: str) -> Any:
+    """``model_slug`` is :func:`uwe.baselines.model_slug`, imported on first use (the baselines
+    import scipy, which ``uwe rank`` on a UWE folder does not need)."""
+    if name == "model_slug":
+        from uwe.baselines import model_slug
+
+        return model_slug
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
