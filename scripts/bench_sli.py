@@ -8,8 +8,11 @@ tokens, hidden size 384, token norms ~8-13 as in MiniLM's last layer):
   their longest text (the general masked scorer);
 * ``packed``: :func:`uwe.scoring.sli_scores_packed` (one matmul per query block, segment
   softmax via scatter/index_add);
-* ``dense``: :func:`uwe.scoring.sli_dense` over equal-length target groups (the inference
-  path of :class:`uwe.model.UWEModel`).
+* ``dense``: :func:`uwe.scoring.sli_dense` over equal-length target groups with the
+  elementwise part as tensor operations (the GPU path);
+* ``fused``: the same with the one-pass Numba kernel :func:`uwe.kernels.sli_from_cos` (the CPU
+  inference path of :class:`uwe.model.UWEModel`; compiled before timing);
+* ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel.
 
 Prints seconds, token-pair elements per second and the max abs difference to ``padded``.
 Usage: ``python scripts/bench_sli.py [--queries 512] [--threads 2]``
@@ -22,6 +25,7 @@ import time
 
 import torch
 
+from uwe.kernels import available
 from uwe.scoring import pack_targets, sli_dense, sli_scores, sli_scores_packed, unit_and_norm
 
 # ESCO v1.2.0 skill preferred labels, tokens per label (MiniLM tokenizer, specials included)
@@ -76,26 +80,40 @@ def main() -> None:
     qu, qn = unit_and_norm(q)
     units = [unit_and_norm(t) for t in reversed(groups)]
 
-    def dense():
+    def dense(fused: bool = False):
         out = []
         for tu, tn in units:
             step = max(1, 2**22 // (args.queries * args.q_len * tu.shape[1]))
-            out += [sli_dense(qu, qn, tu[j : j + step], tn[j : j + step], args.tau)
+            out += [sli_dense(qu, qn, tu[j : j + step], tn[j : j + step], args.tau, fused=fused)
                     for j in range(0, tu.shape[0], step)]
         return torch.cat(out, 1)
+
+    def matmul():
+        q2 = qu.reshape(-1, args.dim)
+        for tu, _ in units:
+            t2 = tu.reshape(-1, args.dim)
+            step = max(1, 2**22 // (args.queries * args.q_len))
+            for j in range(0, t2.shape[0], step):
+                q2 @ t2[j : j + step].T
+        return None
+
+    runs = [("padded", padded), ("packed", packed), ("dense", dense), ("matmul", matmul)]
+    if available():
+        sli_dense(qu[:1], qn[:1], units[0][0][:2], units[0][1][:2], args.tau, fused=True)  # jit
+        runs.insert(3, ("fused", lambda: dense(fused=True)))
 
     print(f"{args.queries} queries x {args.q_len} tokens vs {len(flat)} targets "
           f"({n_tokens} tokens), d={args.dim}, {args.threads} thread(s)")
     ref = None
-    for name, fn in (("padded", padded), ("packed", packed), ("dense", dense)):
+    for name, fn in runs:
         with torch.inference_mode():
             t0 = time.perf_counter()
             scores = fn()
             dt = time.perf_counter() - t0
         ref = scores if ref is None else ref
-        diff = float((scores - ref).abs().max())
-        print(f"{name:7s} {dt:7.2f} s  {elements / dt / 1e9:6.3f} G token pairs/s  "
-              f"max |diff| vs padded {diff:.1e}")
+        diff = "" if scores is None else (
+            f"  max |diff| vs padded {float((scores - ref).abs().max()):.1e}")
+        print(f"{name:7s} {dt:7.2f} s  {elements / dt / 1e9:6.3f} G token pairs/s{diff}")
 
 
 if __name__ == "__main__":

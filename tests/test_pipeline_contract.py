@@ -98,7 +98,8 @@ def test_analysis_stages_run_one_instance_per_configured_run(group):
     do = stage["do"]
     assert f"-p group {group} -p run ${{key}}" in do["cmd"]
     profile_keys = {f"profiles.{p}.{sec}" for p in PROFILES for sec in ("train", group)}
-    assert {f"{group}.budget", f"{group}.runs.${{key}}", "train"} | profile_keys <= set(do["params"])
+    wanted = {f"{group}.budget", f"{group}.runs.${{key}}", "train"} | profile_keys
+    assert wanted <= set(do["params"])
     assert {f"models/{group}/${{key}}", f"metrics/{group}/${{key}}.json"} <= set(_outs(do))
     assert f"metrics/{group}" in STAGES["figures"]["deps"]
 
@@ -123,8 +124,10 @@ def test_profile_params_are_tracked_for_every_profile():
     names that section in params.yaml (DVC needs the key to exist)."""
     for name, stage in STAGES.items():
         spec = stage.get("do", stage)
-        keys = [k for k in spec.get("params", []) if isinstance(k, str) and k.startswith("profiles")]
-        assert "profiles" not in keys, f"{name}: depends on every profile; list profiles.<p>.<section>"
+        keys = [k for k in spec.get("params", [])
+                if isinstance(k, str) and k.startswith("profiles")]
+        assert "profiles" not in keys, (
+            f"{name}: depends on every profile; list profiles.<p>.<section>")
         sections = {k.split(".")[2] for k in keys}
         for sec in sections:
             for p in PROFILES:

@@ -206,13 +206,101 @@ def test_pairwise_sli_matches_reference(data):
     torch.testing.assert_close(sli_pairwise(q, qm, t, tm, 0.1), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("tau", [0.02, 0.1, 0.5])
-def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau):
+def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau, fused):
+    from uwe.kernels import available
     from uwe.scoring import sli_dense, unit_and_norm
 
+    if fused and not available():
+        pytest.skip("numba kernel unavailable")
     g = torch.Generator().manual_seed(3)
     q = torch.randn(5, 4, 16, generator=g) * 3  # raw token embeddings, norms ~12
     t = torch.randn(7, 6, 16, generator=g) * 3
     ref = sli_scores(q, torch.ones(5, 4), t, torch.ones(7, 6), attention_temperature=tau)
-    got = sli_dense(*unit_and_norm(q), *unit_and_norm(t), attention_temperature=tau)
+    got = sli_dense(*unit_and_norm(q), *unit_and_norm(t), attention_temperature=tau, fused=fused)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_kernel_equals_tensor_path_across_tiles():
+    """More targets than one parallel tile, several query tokens, a single query (batch 1)."""
+    from uwe.kernels import TILE, available
+    from uwe.scoring import sli_dense, unit_and_norm
+
+    if not available():
+        pytest.skip("numba kernel unavailable")
+    g = torch.Generator().manual_seed(5)
+    t = torch.randn(2 * TILE + 37, 3, 24, generator=g) * 4
+    for n_q in (1, 6):
+        q = torch.randn(n_q, 5, 24, generator=g) * 4
+        (qu, qn), (tu, tn) = unit_and_norm(q), unit_and_norm(t)
+        torch.testing.assert_close(sli_dense(qu, qn, tu, tn, 0.1, fused=True),
+                                   sli_dense(qu, qn, tu, tn, 0.1, fused=False),
+                                   atol=1e-6, rtol=1e-5)
+
+
+def test_fused_kernel_exp_is_float32_accurate():
+    """The kernel's vectorised exp over the whole clamped range [-80, 0]: one query token and one
+    target token per target makes each score exp(z) / exp(z) * cos, so probe exp through two
+    tokens: weights exp(0) and exp(z) give score (c0 + e^z c1) / (1 + e^z)."""
+    import numpy as np
+
+    from uwe.kernels import EXP_FLOOR, available, sli_from_cos
+    from uwe.scoring import EXP_FLOOR as SCORING_FLOOR
+
+    assert EXP_FLOOR == SCORING_FLOOR
+    if not available():
+        pytest.skip("numba kernel unavailable")
+    z = np.linspace(-30.0, 0.0, 3001, dtype=np.float32)  # logit gaps, in units of q_scale
+    b = len(z)
+    # target k: token 0 has cos 1 (logit 0 after the shift), token 1 has cos 0 and logit z_k
+    cos = np.zeros((1, 2 * b), np.float32)
+    cos[0, :b] = 1.0
+    t_norm = np.ones(2 * b, np.float32)
+    # logit_j = q_scale * cos_j * t_norm_j: token 0 -> q_scale, token 1 -> 0; gap = -q_scale.
+    # Give each target its own gap through token 0's norm: t_norm_0 = -z (q_scale 1).
+    t_norm[:b] = -z
+    got = sli_from_cos(cos, np.ones(1, np.float32), t_norm, 1, 1, b, 2)[0]
+    want = 1.0 / (1.0 + np.exp(z.astype(np.float64)))  # weight of token 0, whose cos is 1
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+
+
+def test_fused_kernel_rejects_bad_shapes():
+    import numpy as np
+
+    from uwe.kernels import available, sli_from_cos
+
+    if not available():
+        pytest.skip("numba kernel unavailable")
+    with pytest.raises(ValueError, match="do not match"):
+        sli_from_cos(np.zeros((2, 6), np.float32), np.ones(2, np.float32),
+                     np.ones(6, np.float32), 1, 2, 2, 2)
+
+
+def test_length_groups_never_mix_lengths_and_respect_batch_size():
+    import numpy as np
+
+    from uwe.npinfer import length_groups
+
+    lengths = np.array([3, 5, 3, 5, 5, 2, 3, 5, 5])
+    groups = length_groups(lengths, batch_size=2)
+    assert [lengths[g].tolist() for g in groups] == [[5, 5], [5, 5], [5], [3, 3], [3], [2]]
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))
+    assert [g.tolist() for g in length_groups(lengths)] == [[1, 3, 4, 7, 8], [0, 2, 6], [5]]
+    assert length_groups(np.array([], dtype=int)) == []
+
+
+def test_numpy_inference_fused_equals_array_path():
+    import numpy as np
+
+    from uwe.kernels import available
+    from uwe.npinfer import sli_dense as np_sli_dense
+
+    if not available():
+        pytest.skip("numba kernel unavailable")
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, 4, 16)).astype(np.float32) * 3
+    t = rng.normal(size=(300, 5, 16)).astype(np.float32) * 3
+    t_norm = np.linalg.norm(t, axis=-1)
+    np.testing.assert_allclose(np_sli_dense(q, t, t_norm, 0.1, fused=True),
+                               np_sli_dense(q, t, t_norm, 0.1, fused=False), atol=1e-6, rtol=1e-5)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from uwe import __version__
+from uwe.npinfer import length_groups
 from uwe.scoring import get_scorer, sli_dense, unit_and_norm
 
 UWE_CONFIG = "uwe_config.json"
@@ -223,14 +224,7 @@ class UWEModel:
         from tqdm.auto import tqdm
 
         bs = batch_size or self.batch_size
-        lengths = self.encoder.token_lengths(texts)  # (n,)
-        order = np.argsort(-lengths, kind="stable")
-        batches, s = [], 0
-        while s < len(order):
-            e = min(s + bs, len(order))
-            e = s + int(np.count_nonzero(lengths[order[s:e]] == lengths[order[s]]))
-            batches.append(order[s:e])
-            s = e
+        batches = length_groups(self.encoder.token_lengths(texts), bs)  # no padding in a batch
         buckets: list[Bucket] = []
         for idx in tqdm(batches, disable=not self.progress, leave=False, desc="encode"):
             emb, mask = self.encoder([texts[i] for i in idx])  # (b, L, d), (b, L)

@@ -30,8 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from uwe import kernels
+
 EPS = 1e-12  # as uwe.scoring.EPS
 EXP_FLOOR = -80.0  # as uwe.scoring.EXP_FLOOR
+FUSED_MIN_PAIRS = 500_000_000  # token pairs from which score_index uses the Numba kernel
 SCORE_BUDGET = 2**22  # max elements of one (queries, Lq, targets, Lt) block, as on CPU in torch
 _SCIPY_ERF_MIN = 1 << 19  # from this many GELU inputs on, scipy's erf beats a Python loop
 
@@ -292,13 +295,9 @@ class NumpyUWE:
         first (so no text is padded)."""
         ids = self.token_ids(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")
-        out, s = [], 0
-        while s < len(order):
-            e = s + int(np.count_nonzero(lengths[order[s:]] == lengths[order[s]]))
-            pos = order[s:e]
+        out = []
+        for pos in length_groups(lengths):
             out.append((pos, self.forward(np.array([ids[j] for j in pos], dtype=np.int64))))
-            s = e
         return out
 
     # -- scoring ---------------------------------------------------------------------------
@@ -308,23 +307,46 @@ class NumpyUWE:
         out = np.zeros((len(queries), len(index)), dtype=np.float32)
         if not queries or len(index) == 0:
             return out
-        for pos, q in self.encode_buckets(queries):
+        q_buckets = self.encode_buckets(queries)
+        pairs = sum(q.shape[0] * q.shape[1] for _, q in q_buckets) * sum(
+            e.shape[0] * e.shape[1] for _, e, _ in index.buckets)  # token pairs to score
+        # Numba costs ~1 s to import and load; worth it only for large jobs (uwe.kernels)
+        fused = pairs >= FUSED_MIN_PAIRS and kernels.available()
+        for pos, q in q_buckets:
             block = np.zeros((len(pos), len(index)), dtype=np.float32)
             for t_idx, t_emb, t_norm in index.buckets:
-                block[:, t_idx] = sli_dense(q, t_emb, t_norm, self.attention_temperature)
+                block[:, t_idx] = sli_dense(q, t_emb, t_norm, self.attention_temperature,
+                                            fused=fused)
             out[pos] = block
         return out
 
 
+def length_groups(lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
+    """Indices grouped by exact length, longest first (stable within a length), each group
+    split into runs of at most ``batch_size`` (``None``: one group per length). Encoding a
+    group needs no padding; shared by this module and :class:`uwe.model.UWEModel`."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    groups, s = [], 0
+    while s < len(order):
+        e = s + int(np.count_nonzero(lengths[order[s:]] == lengths[order[s]]))
+        step = batch_size or (e - s)
+        groups += [order[i : min(i + step, e)] for i in range(s, e, step)]
+        s = e
+    return groups
+
+
 def sli_dense(
-    q: np.ndarray, t_emb: np.ndarray, t_norm: np.ndarray, tau: float, budget: int = SCORE_BUDGET
+    q: np.ndarray, t_emb: np.ndarray, t_norm: np.ndarray, tau: float, budget: int = SCORE_BUDGET,
+    fused: bool = False,
 ) -> np.ndarray:
     """SLI of equal-length queries ``q`` ``(a, Lq, d)`` vs equal-length targets ``t_emb``
     ``(b, Lt, d)`` with token norms ``t_norm`` ``(b, Lt)`` -> ``(a, b)`` float32.
 
     As :func:`uwe.scoring.sli_dense`: cosines ``C``, attention logits
     ``C * |q_i| * |t_j| / tau`` (the raw dot products), softmax over target tokens with the
-    shifted logits clamped at -80, ``mean_i sum_j A_ij C_ij``.
+    shifted logits clamped at -80, ``mean_i sum_j A_ij C_ij``. ``fused``: the elementwise part
+    in the one-pass Numba kernel (:func:`uwe.kernels.sli_from_cos`) instead of array passes.
     """
     a, lq, d = q.shape
     b, lt, _ = t_emb.shape
@@ -339,6 +361,12 @@ def sli_dense(
         bb = te.shape[0]
         raw = (q_unit @ te.reshape(bb * lt, d).T).reshape(a, lq, bb, lt)  # |t_j| C_ij
         cos = raw / t_den[j : j + chunk]  # (a, Lq, bb, Lt)
+        if fused:  # one pass over the cosines (uwe.kernels) instead of the array passes below
+            out[:, j : j + bb] = kernels.sli_from_cos(
+                np.ascontiguousarray(cos.transpose(0, 1, 3, 2)).reshape(a * lq, lt * bb),
+                q_scale.reshape(-1), np.ascontiguousarray(t_norm[j : j + chunk].T).reshape(-1),
+                a, lq, bb, lt)
+            continue
         logits = np.multiply(raw, q_scale, out=raw)  # |q_i| |t_j| C_ij / tau
         logits -= logits.max(-1, keepdims=True)
         np.maximum(logits, np.float32(EXP_FLOOR), out=logits)

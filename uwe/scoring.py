@@ -265,8 +265,15 @@ def unit_and_norm(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return emb / norm.clamp_min(EPS)[..., None], norm
 
 
+def _fused_ok() -> bool:
+    from uwe.kernels import available
+
+    return available()
+
+
 def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
-              t_norm: torch.Tensor, attention_temperature: float = 0.1) -> torch.Tensor:
+              t_norm: torch.Tensor, attention_temperature: float = 0.1,
+              fused: bool | None = None) -> torch.Tensor:
     """SLI of unpadded, equal-length queries ``(a, Lq, d)`` vs equal-length targets
     ``(b, Lt, d)``, given as unit vectors and norms (:func:`unit_and_norm`) -> ``(a, b)``.
 
@@ -274,9 +281,24 @@ def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
     are ``C * |q_i| * |t_j|``, so the attention logits cost one broadcast multiply instead of
     a second product. Without padding no masking is needed. Equals :func:`sli_scores` on the
     same texts up to float rounding.
+
+    ``fused`` (default: on CPU float32 tensors when Numba is available) runs the elementwise
+    part as the one-pass kernel :func:`uwe.kernels.sli_from_cos`; ``False`` forces the tensor
+    path (GPU, other dtypes, autograd). Both give the same scores up to float rounding.
     """
     a, lq, d = q_unit.shape
     b, lt, _ = t_unit.shape
+    if fused is None:
+        fused = q_unit.device.type == "cpu" and q_unit.dtype == torch.float32 and _fused_ok()
+    if fused:  # one fused pass over the cosines instead of ~10 tensor passes (uwe.kernels)
+        from uwe.kernels import sli_from_cos
+
+        t_major = t_unit.transpose(0, 1).reshape(lt * b, d)  # column j*b+k: target k, token j
+        cos = (q_unit.reshape(a * lq, d) @ t_major.T).numpy()  # (a*Lq, Lt*b)
+        q_scale = (q_norm.reshape(-1) / attention_temperature).numpy()
+        t_scale = t_norm.T.reshape(-1).numpy()  # (Lt*b,)
+        return torch.from_numpy(sli_from_cos(cos, q_scale, t_scale, a, lq, b, lt,
+                                             threads=torch.get_num_threads()))
     cos = (q_unit.reshape(a * lq, d) @ t_unit.reshape(b * lt, d).T).view(a, lq, b, lt)
     logits = cos * t_norm.view(1, 1, b, lt)  # (a, Lq, b, Lt)
     logits.mul_((q_norm / attention_temperature).view(a, lq, 1, 1))
