@@ -179,15 +179,16 @@ def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | 
     from uwe.registry import load_model
 
     dev, bs = params.evaluate.device, params.evaluate.batch_size
+    mb = params.evaluate.text_cache_mb
     if spec.trains:
-        return load(spec.model_dir(root, seed), device=dev, batch_size=bs)
+        return load(spec.model_dir(root, seed), device=dev, batch_size=bs, text_cache_mb=mb)
     if spec.run.model == UNTUNED:
         t = params.train
         return UWEModel.from_backbone(
             t.backbone, spec.run.scorer or t.scorer,
             spec.run.attention_temperature or t.attention_temperature, t.max_length,
-            device=dev, batch_size=bs, name=UNTUNED)
-    return load_model(spec.run.model, root=root, device=dev, batch_size=bs)
+            device=dev, batch_size=bs, name=UNTUNED, text_cache_mb=mb)
+    return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb)
 
 
 def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:

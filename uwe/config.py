@@ -83,6 +83,8 @@ class EvaluateParams:
     batch_size: int = 128
     query_chunk: int = 1024
     device: str = "auto"
+    # MiB of text -> embedding cache per evaluated model (uwe.textcache); 0 = none
+    text_cache_mb: float = 0
 
 
 @dataclass(frozen=True)

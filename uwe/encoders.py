@@ -178,11 +178,16 @@ class SentenceEncoder:
         batch_size: int = 128,
         max_length: int | None = None,
         progress: bool = True,
+        text_cache_mb: float = 0,
     ):
+        from uwe.textcache import TextCache
+
         self.name = str(name_or_path)
         self.batch_size = batch_size
         self.progress = progress
         self.model = load_sentence_transformer(name_or_path, device)
+        # text -> embedding row, for evaluating many tasks that share texts (uwe.textcache)
+        self.cache = TextCache(text_cache_mb) if text_cache_mb else None
         if max_length is not None:
             self.model.max_seq_length = max_length
 
@@ -192,10 +197,22 @@ class SentenceEncoder:
         return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
-        """Encode ``texts`` (n,) -> ``(n, d)`` float32, L2-normalised rows."""
+        """Encode ``texts`` (n,) -> ``(n, d)`` float32, L2-normalised rows.
+
+        With a text cache, each distinct text is encoded once: the texts it does not hold are
+        encoded (deduplicated) and kept while it has room."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.cache is None:
+            return self._encode(texts, progress)
+        missing = self.cache.missing(texts)
+        fresh = dict(zip(missing, self._encode(missing, progress), strict=True)) if missing else {}
+        for text, row in fresh.items():
+            self.cache.put(text, row)
+        return np.stack([fresh[t] if t in fresh else self.cache.get(t) for t in texts])
+
+    def _encode(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
         emb = self.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -36,6 +36,7 @@ from torch import nn
 from uwe import __version__
 from uwe.npinfer import length_groups
 from uwe.scoring import get_scorer, sli_dense, unit_and_norm
+from uwe.textcache import TextCache
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
@@ -175,12 +176,16 @@ class TargetIndex:
 class UWEModel:
     """Encoder + scorer. ``batch_size``: texts per encoder forward at inference;
     ``score_budget``: max elements of one ``(queries, targets, Lq, Lt)`` scoring intermediate
-    (None: 2**21 on CPU, where small cache-friendly blocks measured fastest, 2**26 on GPU)."""
+    (None: 2**21 on CPU, where small cache-friendly blocks measured fastest, 2**26 on GPU).
+    ``text_cache_mb`` > 0 keeps each encoded text's token embeddings (:mod:`uwe.textcache`),
+    so a text met again (a skill label as a target of one task and a query of the next) is
+    not encoded again; only for frozen weights (off by default; training never sets it)."""
 
     def __init__(self, encoder: TokenEncoder, scorer: str = "sli",
                  attention_temperature: float = 0.1, batch_size: int = 128,
                  score_budget: int | None = None, name: str | None = None,
-                 config: dict | None = None, progress: bool = False):
+                 config: dict | None = None, progress: bool = False,
+                 text_cache_mb: float = 0):
         self.scorer = get_scorer(scorer)  # ValueError for an unknown name
         if not attention_temperature > 0:
             raise ValueError(f"attention_temperature must be > 0, got {attention_temperature}")
@@ -189,6 +194,7 @@ class UWEModel:
         self.batch_size, self.score_budget, self.progress = batch_size, score_budget, progress
         self.name = name or encoder.backbone_name or "uwe"
         self.config = dict(config or {})
+        self.text_cache = TextCache(text_cache_mb) if text_cache_mb else None
 
     @classmethod
     def from_backbone(cls, name_or_path: str | Path, scorer: str = "sli",
@@ -220,23 +226,51 @@ class UWEModel:
                         merge: bool = False) -> list[Bucket]:
         """Encode ``texts`` grouped by exact token length (longest first), ``batch_size`` at a
         time, so no batch is padded (call in inference mode). ``merge``: one bucket per length
-        (the target side, scored in large blocks) instead of one per batch."""
+        (the target side, scored in large blocks) instead of one per batch. With a text cache
+        only the texts it lacks go through the encoder; the buckets are the same groups."""
+        bs = batch_size or self.batch_size
+        cache = self.text_cache
+        if cache is None:
+            return self._bucket_batches(texts, bs, merge)
+        missing = cache.missing(texts)
+        fresh: dict[str, torch.Tensor] = {}
+        for b in self._bucket_batches(missing, bs, merge=False):
+            for row, i in enumerate(b.index.tolist()):
+                fresh[missing[i]] = b.emb[row]  # (L, d)
+                cache.put(missing[i], b.emb[row])
+        rows = [fresh[t] if t in fresh else cache.get(t) for t in texts]
+        lengths = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
+        buckets: list[Bucket] = []
+        for idx in length_groups(lengths, bs):
+            emb = torch.stack([rows[i] for i in idx])  # (b, L, d), a new tensor
+            mask = torch.ones(emb.shape[:2], dtype=torch.bool, device=emb.device)
+            self._add_bucket(buckets, Bucket(torch.from_numpy(idx).to(emb.device), emb, mask),
+                             merge)
+        return buckets
+
+    def _bucket_batches(self, texts: list[str], bs: int, merge: bool) -> list[Bucket]:
+        """Run the encoder over ``texts`` in unpadded equal-length batches (no cache)."""
         from tqdm.auto import tqdm
 
-        bs = batch_size or self.batch_size
-        batches = length_groups(self.encoder.token_lengths(texts), bs)  # no padding in a batch
         buckets: list[Bucket] = []
+        if not texts:
+            return buckets
+        batches = length_groups(self.encoder.token_lengths(texts), bs)  # no padding in a batch
         for idx in tqdm(batches, disable=not self.progress, leave=False, desc="encode"):
             emb, mask = self.encoder([texts[i] for i in idx])  # (b, L, d), (b, L)
-            b = Bucket(torch.from_numpy(idx).to(emb.device), emb.float(), mask)
-            if merge and buckets and buckets[-1].emb.shape[1] == emb.shape[1]:
-                last = buckets[-1]
-                b = Bucket(torch.cat([last.index, b.index]), torch.cat([last.emb, b.emb]),
-                           torch.cat([last.mask, b.mask]))
-                buckets[-1] = b
-            else:
-                buckets.append(b)
+            self._add_bucket(buckets, Bucket(torch.from_numpy(idx).to(emb.device), emb.float(),
+                                             mask), merge)
         return buckets
+
+    @staticmethod
+    def _add_bucket(buckets: list[Bucket], b: Bucket, merge: bool) -> None:
+        """Append ``b``, or with ``merge`` concatenate it to the last bucket of its length."""
+        if merge and buckets and buckets[-1].emb.shape[1] == b.emb.shape[1]:
+            last = buckets[-1]
+            buckets[-1] = Bucket(torch.cat([last.index, b.index]), torch.cat([last.emb, b.emb]),
+                                 torch.cat([last.mask, b.mask]))
+        else:
+            buckets.append(b)
 
     def index_targets(self, targets: list[str], batch_size: int | None = None) -> TargetIndex:
         """Token embeddings of ``targets``, computed once, kept on the model's device."""

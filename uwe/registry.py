@@ -37,13 +37,16 @@ def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
     return None
 
 
-def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_size: int = 128):
-    """Load the model that ``spec`` names (see module docstring)."""
+def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_size: int = 128,
+               text_cache_mb: float = 0):
+    """Load the model that ``spec`` names (see module docstring). ``text_cache_mb`` > 0 gives
+    an encoder model a text -> embedding cache of that size (:mod:`uwe.textcache`): for
+    evaluating frozen weights on many tasks that share texts."""
     folder = find_uwe_folder(spec, root)
     if folder is not None:
         from uwe.model import load
 
-        return load(folder, device=device, batch_size=batch_size)
+        return load(folder, device=device, batch_size=batch_size, text_cache_mb=text_cache_mb)
     looks_like_path = spec.startswith((".", "/")) or spec.startswith("models/")
     if looks_like_path:
         raise FileNotFoundError(
@@ -52,4 +55,4 @@ def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_si
         )
     from uwe.baselines import make_model
 
-    return make_model(spec, device=device, batch_size=batch_size)
+    return make_model(spec, device=device, batch_size=batch_size, text_cache_mb=text_cache_mb)

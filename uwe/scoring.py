@@ -284,7 +284,8 @@ def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
 
     ``fused`` (default: on CPU float32 tensors when Numba is available) runs the elementwise
     part as the one-pass kernel :func:`uwe.kernels.sli_from_cos`; ``False`` forces the tensor
-    path (GPU, other dtypes, autograd). Both give the same scores up to float rounding.
+    path (GPU, other dtypes). Both give the same scores up to float rounding. Inference only:
+    both paths work in place, so training scores with :func:`sli_scores`.
     """
     a, lq, d = q_unit.shape
     b, lt, _ = t_unit.shape
