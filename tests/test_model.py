@@ -156,3 +156,25 @@ def test_subset_of_an_index_scores_like_a_fresh_index(model):
                                model.score(QUERIES, part), atol=1e-5)
     with pytest.raises(ValueError, match="not in the index"):
         index.subset(["unknown target"])
+
+
+@pytest.mark.parametrize("cache_mb", [0, 64])
+def test_merged_buckets_hold_one_length_each_and_every_text_once(model, cache_mb):
+    m = UWEModel(model.encoder, batch_size=2, text_cache_mb=cache_mb)
+    texts = QUERIES + TARGETS
+    lengths = m.encoder.token_lengths(texts)
+    with m._inference():
+        split = m._encode_buckets(texts)  # batches of <= 2 texts
+        merged = m._encode_buckets(texts, merge=True)
+    assert all(b.emb.shape[0] <= 2 for b in split)
+    sizes = [b.emb.shape[1] for b in merged]
+    assert sizes == sorted(set(lengths.tolist()), reverse=True)  # one bucket per length
+    for buckets in (split, merged):
+        index = torch.cat([b.index for b in buckets]).sort().values
+        assert torch.equal(index, torch.arange(len(texts)))
+        for b in buckets:
+            assert b.unpadded and (lengths[b.index.numpy()] == b.emb.shape[1]).all()
+    emb = {int(i): row for b in split for i, row in zip(b.index, b.emb, strict=True)}
+    for b in merged:
+        for i, row in zip(b.index, b.emb, strict=True):
+            torch.testing.assert_close(row, emb[int(i)], rtol=0, atol=1e-6)

@@ -12,8 +12,10 @@
   backbone, loadable by ``AutoModel``), the tokenizer files and ``uwe_config.json``.
 
 Inference sorts texts by token length and encodes them in batches, so each batch is padded only
-to its own longest text; target batches are kept as buckets (on the model's device) and every
-query batch is scored bucket by bucket, in target chunks sized so that one
+to its own longest text; the batches of one length are joined into one bucket -- targets kept
+on the model's device, queries of one ``score_index`` call likewise, so that each length is one
+score block -- and every query bucket is scored target bucket by target bucket, in target
+chunks sized so that one
 ``(queries, targets, Lq, Lt)`` intermediate holds at most ``score_budget`` elements. Scores do
 not depend on batch sizes or padding (beyond float rounding).
 """
@@ -226,8 +228,8 @@ class UWEModel:
                         merge: bool = False) -> list[Bucket]:
         """Encode ``texts`` grouped by exact token length (longest first), ``batch_size`` at a
         time, so no batch is padded (call in inference mode). ``merge``: one bucket per length
-        (the target side, scored in large blocks) instead of one per batch. With a text cache
-        only the texts it lacks go through the encoder; the buckets are the same groups."""
+        (scored in larger blocks) instead of one per batch. With a text cache only the texts
+        it lacks go through the encoder; the buckets are the same groups."""
         bs = batch_size or self.batch_size
         cache = self.text_cache
         if cache is None:
@@ -241,36 +243,31 @@ class UWEModel:
         rows = [fresh[t] if t in fresh else cache.get(t) for t in texts]
         lengths = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
         buckets: list[Bucket] = []
-        for idx in length_groups(lengths, bs):
+        for idx in length_groups(lengths, None if merge else bs):
             emb = torch.stack([rows[i] for i in idx])  # (b, L, d), a new tensor
             mask = torch.ones(emb.shape[:2], dtype=torch.bool, device=emb.device)
-            self._add_bucket(buckets, Bucket(torch.from_numpy(idx).to(emb.device), emb, mask),
-                             merge)
+            buckets.append(Bucket(torch.from_numpy(idx).to(emb.device), emb, mask))
         return buckets
 
     def _bucket_batches(self, texts: list[str], bs: int, merge: bool) -> list[Bucket]:
-        """Run the encoder over ``texts`` in unpadded equal-length batches (no cache)."""
+        """Run the encoder over ``texts`` in unpadded equal-length batches (no cache); with
+        ``merge`` the batches of one length are concatenated into one bucket."""
         from tqdm.auto import tqdm
 
-        buckets: list[Bucket] = []
         if not texts:
-            return buckets
+            return []
         batches = length_groups(self.encoder.token_lengths(texts), bs)  # no padding in a batch
+        runs: list[list[Bucket]] = []  # consecutive batches of one length (longest first)
         for idx in tqdm(batches, disable=not self.progress, leave=False, desc="encode"):
             emb, mask = self.encoder([texts[i] for i in idx])  # (b, L, d), (b, L)
-            self._add_bucket(buckets, Bucket(torch.from_numpy(idx).to(emb.device), emb.float(),
-                                             mask), merge)
-        return buckets
-
-    @staticmethod
-    def _add_bucket(buckets: list[Bucket], b: Bucket, merge: bool) -> None:
-        """Append ``b``, or with ``merge`` concatenate it to the last bucket of its length."""
-        if merge and buckets and buckets[-1].emb.shape[1] == b.emb.shape[1]:
-            last = buckets[-1]
-            buckets[-1] = Bucket(torch.cat([last.index, b.index]), torch.cat([last.emb, b.emb]),
-                                 torch.cat([last.mask, b.mask]))
-        else:
-            buckets.append(b)
+            b = Bucket(torch.from_numpy(idx).to(emb.device), emb.float(), mask)
+            if merge and runs and runs[-1][0].emb.shape[1] == emb.shape[1]:
+                runs[-1].append(b)
+            else:
+                runs.append([b])
+        return [run[0] if len(run) == 1 else
+                Bucket(torch.cat([b.index for b in run]), torch.cat([b.emb for b in run]),
+                       torch.cat([b.mask for b in run])) for run in runs]
 
     def index_targets(self, targets: list[str], batch_size: int | None = None) -> TargetIndex:
         """Token embeddings of ``targets``, computed once, kept on the model's device."""
@@ -307,8 +304,8 @@ class UWEModel:
         out = np.zeros((len(queries), len(index)), dtype=np.float32)
         if not queries or len(index) == 0:
             return out
-        with self._inference():
-            for q in self._encode_buckets(queries):
+        with self._inference():  # one query bucket per length: fewer, larger score blocks
+            for q in self._encode_buckets(queries, merge=True):
                 out[q.index.cpu().numpy()] = self._score_block(q, index).cpu().numpy()
         return out
 
