@@ -12,7 +12,9 @@ tokens, hidden size 384, token norms ~8-13 as in MiniLM's last layer):
   elementwise part as tensor operations (the GPU path);
 * ``fused``: the same with the one-pass Numba kernel :func:`uwe.kernels.sli_from_cos` (the CPU
   inference path of :class:`uwe.model.UWEModel`; compiled before timing);
-* ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel.
+* ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel;
+  ``matmul_np``: the same products through NumPy's BLAS (OpenBLAS in its wheels) instead of
+  torch's (MKL), which can differ a lot by CPU vendor.
 
 Prints seconds, token-pair elements per second and the max abs difference to ``padded``.
 Usage: ``python scripts/bench_sli.py [--queries 512] [--threads 2]``
@@ -88,16 +90,21 @@ def main() -> None:
                     for j in range(0, tu.shape[0], step)]
         return torch.cat(out, 1)
 
-    def matmul():
+    def matmul(numpy: bool = False):
         q2 = qu.reshape(-1, args.dim)
+        q2n = q2.numpy()
         for tu, _ in units:
             t2 = tu.reshape(-1, args.dim)
             step = max(1, 2**22 // (args.queries * args.q_len))
             for j in range(0, t2.shape[0], step):
-                q2 @ t2[j : j + step].T
+                if numpy:  # NumPy's BLAS (OpenBLAS in its wheels) instead of torch's (MKL)
+                    q2n @ t2[j : j + step].numpy().T
+                else:
+                    q2 @ t2[j : j + step].T
         return None
 
-    runs = [("padded", padded), ("packed", packed), ("dense", dense), ("matmul", matmul)]
+    runs = [("padded", padded), ("packed", packed), ("dense", dense), ("matmul", matmul),
+            ("matmul_np", lambda: matmul(numpy=True))]
     if available():
         sli_dense(qu[:1], qn[:1], units[0][0][:2], units[0][1][:2], args.tau, fused=True)  # jit
         runs.insert(3, ("fused", lambda: dense(fused=True)))
@@ -113,7 +120,7 @@ def main() -> None:
         ref = scores if ref is None else ref
         diff = "" if scores is None else (
             f"  max |diff| vs padded {float((scores - ref).abs().max()):.1e}")
-        print(f"{name:7s} {dt:7.2f} s  {elements / dt / 1e9:6.3f} G token pairs/s{diff}")
+        print(f"{name:9s} {dt:7.2f} s  {elements / dt / 1e9:6.3f} G token pairs/s{diff}")
 
 
 if __name__ == "__main__":
