@@ -10,8 +10,10 @@ tokens, hidden size 384, token norms ~8-13 as in MiniLM's last layer):
   softmax via scatter/index_add);
 * ``dense``: :func:`uwe.scoring.sli_dense` over equal-length target groups with the
   elementwise part as tensor operations (the GPU path);
-* ``fused``: the same with the one-pass Numba kernel :func:`uwe.kernels.sli_from_cos` (the CPU
-  inference path of :class:`uwe.model.UWEModel`; compiled before timing);
+* ``fused``: the same with the one-pass Numba kernel :func:`uwe.kernels.sli_from_cos` (compiled
+  before timing), one ``sli_dense`` call per target chunk;
+* ``blocks``: every target chunk in one :func:`uwe.scoring.sli_dense_blocks` call, the chunks
+  run side by side on one thread each (the CPU inference path of :class:`uwe.model.UWEModel`);
 * ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel;
   ``matmul_np``: the same products through NumPy's BLAS (OpenBLAS in its wheels) instead of
   torch's (MKL), which can differ a lot by CPU vendor.
@@ -28,7 +30,14 @@ import time
 import torch
 
 from uwe.kernels import available
-from uwe.scoring import pack_targets, sli_dense, sli_scores, sli_scores_packed, unit_and_norm
+from uwe.scoring import (
+    pack_targets,
+    sli_dense,
+    sli_dense_blocks,
+    sli_scores,
+    sli_scores_packed,
+    unit_and_norm,
+)
 
 # ESCO v1.2.0 skill preferred labels, tokens per label (MiniLM tokenizer, specials included)
 LENGTH_HISTOGRAM = {16: 3, 15: 8, 14: 20, 13: 38, 12: 73, 11: 169, 10: 414, 9: 719, 8: 1241,
@@ -90,6 +99,13 @@ def main() -> None:
                     for j in range(0, tu.shape[0], step)]
         return torch.cat(out, 1)
 
+    def blocks():
+        chunks = []
+        for tu, tn in units:
+            step = max(1, 2**22 // (args.queries * args.q_len * tu.shape[1]))
+            chunks += [(tu[j : j + step], tn[j : j + step]) for j in range(0, tu.shape[0], step)]
+        return torch.cat(sli_dense_blocks(qu, qn, chunks, args.tau), 1)
+
     def matmul(numpy: bool = False):
         q2 = qu.reshape(-1, args.dim)
         q2n = q2.numpy()
@@ -107,7 +123,7 @@ def main() -> None:
             ("matmul_np", lambda: matmul(numpy=True))]
     if available():
         sli_dense(qu[:1], qn[:1], units[0][0][:2], units[0][1][:2], args.tau, fused=True)  # jit
-        runs.insert(3, ("fused", lambda: dense(fused=True)))
+        runs[3:3] = [("fused", lambda: dense(fused=True)), ("blocks", blocks)]
 
     print(f"{args.queries} queries x {args.q_len} tokens vs {len(flat)} targets "
           f"({n_tokens} tokens), d={args.dim}, {args.threads} thread(s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -237,6 +238,63 @@ def test_fused_kernel_equals_tensor_path_across_tiles():
         torch.testing.assert_close(sli_dense(qu, qn, tu, tn, 0.1, fused=True),
                                    sli_dense(qu, qn, tu, tn, 0.1, fused=False),
                                    atol=1e-6, rtol=1e-5)
+
+
+def test_serial_kernel_equals_parallel_kernel():
+    """threads=1 (the calling thread, for sli_dense_blocks' workers) and Numba's pool compute
+    every score with the same float operations: bit-identical."""
+    from uwe.kernels import TILE, available, sli_from_cos
+
+    if not available():
+        pytest.skip("numba kernel unavailable")
+    rng = np.random.default_rng(0)
+    a, lq, b, lt = 3, 4, TILE + 19, 5
+    cos = rng.uniform(-1, 1, (a * lq, lt * b)).astype(np.float32)
+    q_scale = rng.uniform(50, 120, a * lq).astype(np.float32)
+    t_norm = rng.uniform(6, 12, lt * b).astype(np.float32)
+    np.testing.assert_array_equal(sli_from_cos(cos, q_scale, t_norm, a, lq, b, lt, threads=1),
+                                  sli_from_cos(cos, q_scale, t_norm, a, lq, b, lt, threads=2))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
+    """Blocks of several lengths and sizes (one empty) against one query group: each block's
+    scores equal sli_dense on it, in order, and do not depend on the number of workers."""
+    from uwe.kernels import TILE, available
+    from uwe.scoring import sli_dense, sli_dense_blocks, unit_and_norm
+
+    if fused and not available():
+        pytest.skip("numba kernel unavailable")
+    g = torch.Generator().manual_seed(8)
+    qu, qn = unit_and_norm(torch.randn(4, 3, 16, generator=g) * 3)
+    blocks = [unit_and_norm(torch.randn(n, lt, 16, generator=g) * 3)
+              for n, lt in ((TILE + 5, 2), (9, 7), (0, 4), (1, 1), (40, 3))]
+    one = sli_dense_blocks(qu, qn, blocks, 0.2, fused=fused, workers=1)
+    two = sli_dense_blocks(qu, qn, blocks, 0.2, fused=fused, workers=2)
+    assert [s.shape for s in one] == [(4, tu.shape[0]) for tu, _ in blocks]
+    for s1, s2, (tu, tn) in zip(one, two, blocks, strict=True):
+        torch.testing.assert_close(s1, s2, rtol=0, atol=0)
+        torch.testing.assert_close(s1, sli_dense(qu, qn, tu, tn, 0.2, fused=False),
+                                   atol=1e-6, rtol=1e-5)
+    assert sli_dense_blocks(qu, qn, [], 0.2, fused=fused) == []
+
+
+def test_sli_dense_blocks_leave_numpy_blas_threads_as_they_were():
+    from threadpoolctl import threadpool_info
+
+    from uwe.kernels import available
+    from uwe.scoring import sli_dense_blocks, unit_and_norm
+
+    if not available():
+        pytest.skip("numba kernel unavailable")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    qu, qn = unit_and_norm(torch.randn(2, 3, 8))
+    sli_dense_blocks(qu, qn, [unit_and_norm(torch.randn(5, 2, 8))] * 3, fused=True, workers=2)
+    assert blas_threads() == before
 
 
 def test_fused_kernel_exp_is_float32_accurate():

@@ -10,6 +10,11 @@ cosines, a tile of 256 targets at a time with every intermediate in L1 cache, an
 (``scripts/bench_sli.py`` measures both paths). It is exact SLI: the same formula in float32,
 the same ``exp`` floor; scores agree with the tensor path to ~1e-7.
 
+The tiles run on Numba's thread pool, or (``threads=1``) one after another in the calling
+thread with the GIL released: :func:`uwe.scoring.sli_dense_blocks` runs several blocks, each
+its matrix product and this kernel, side by side on its own threads, so that one pool of
+threads does all the work.
+
 Numba is imported lazily; :func:`available` says whether the kernel can be used, and
 ``uwe.scoring.sli_dense`` falls back to the tensor path when it cannot (or on GPU).
 """
@@ -47,57 +52,72 @@ def _kernel():
     # no 'reassoc': it could fold the Cody-Waite split; every loop below vectorises without it
     flags = {"nnan", "ninf", "nsz", "contract"}
 
+    @nb.njit(fastmath=flags, cache=_CACHE, nogil=True)
+    def tile(out, cos, q_scale, t_norm, p, k0, n, lq, b, lt, floor):  # pragma: no cover - jitted
+        # scores of query p vs targets k0..k0+n-1 into out[p, k0:k0+n]
+        mx = np.empty(n, f32)
+        den = np.empty(n, f32)
+        num = np.empty(n, f32)
+        logit = np.empty(lt * n, f32)
+        poly = np.empty(n, f32)
+        bits = np.empty(n, i32)
+        scale = bits.view(f32)
+        inv_lq = one / f32(lq)
+        for i in range(lq):
+            r = p * lq + i
+            s = q_scale[r]
+            row = cos[r]
+            for k in range(n):
+                mx[k] = -np.inf
+                den[k] = 0.0
+                num[k] = 0.0
+            for j in range(lt):  # logits |q_i| |t_j| cos / tau and their max per target
+                o = j * b + k0
+                for k in range(n):
+                    x = s * (row[o + k] * t_norm[o + k])
+                    logit[j * n + k] = x
+                    mx[k] = x if x > mx[k] else mx[k]
+            for j in range(lt):
+                o = j * b + k0
+                for k in range(n):  # exp(logit - max), floored
+                    z = logit[j * n + k] - mx[k]
+                    z = z if z > floor else floor
+                    e = np.floor(z * log2e + half)
+                    x = z - e * ln2_hi
+                    x = x - e * ln2_lo
+                    q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
+                    poly[k] = q * x * x + x + one
+                    bits[k] = (i32(e) + i32(127)) << i32(23)
+                for k in range(n):
+                    ex = poly[k] * scale[k]
+                    den[k] += ex
+                    num[k] += ex * row[o + k]
+            for k in range(n):
+                out[p, k0 + k] += num[k] / den[k] * inv_lq
+
+    # Two drivers over the same (query, tile of targets) work items: Numba's thread pool, or
+    # the calling thread (so that callers can run several blocks in their own threads).
     @nb.njit(parallel=True, fastmath=flags, cache=_CACHE, nogil=True)
-    def kernel(cos, q_scale, t_norm, a, lq, b, lt, tile, floor):  # pragma: no cover - jitted
+    def parallel(cos, q_scale, t_norm, a, lq, b, lt, tile_w, floor):  # pragma: no cover
         # cos (a*lq, lt*b): row p*lq+i = query p token i, column j*b+k = target k token j
         out = np.zeros((a, b), f32)
-        n_tiles = (b + tile - 1) // tile
-        inv_lq = one / f32(lq)
+        n_tiles = (b + tile_w - 1) // tile_w
         for w in nb.prange(a * n_tiles):
-            p = w // n_tiles
-            k0 = (w % n_tiles) * tile
-            n = min(k0 + tile, b) - k0
-            mx = np.empty(n, f32)
-            den = np.empty(n, f32)
-            num = np.empty(n, f32)
-            logit = np.empty(lt * n, f32)
-            poly = np.empty(n, f32)
-            bits = np.empty(n, i32)
-            scale = bits.view(f32)
-            for i in range(lq):
-                r = p * lq + i
-                s = q_scale[r]
-                row = cos[r]
-                for k in range(n):
-                    mx[k] = -np.inf
-                    den[k] = 0.0
-                    num[k] = 0.0
-                for j in range(lt):  # logits |q_i| |t_j| cos / tau and their max per target
-                    o = j * b + k0
-                    for k in range(n):
-                        x = s * (row[o + k] * t_norm[o + k])
-                        logit[j * n + k] = x
-                        mx[k] = x if x > mx[k] else mx[k]
-                for j in range(lt):
-                    o = j * b + k0
-                    for k in range(n):  # exp(logit - max), floored
-                        z = logit[j * n + k] - mx[k]
-                        z = z if z > floor else floor
-                        e = np.floor(z * log2e + half)
-                        x = z - e * ln2_hi
-                        x = x - e * ln2_lo
-                        q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
-                        poly[k] = q * x * x + x + one
-                        bits[k] = (i32(e) + i32(127)) << i32(23)
-                    for k in range(n):
-                        ex = poly[k] * scale[k]
-                        den[k] += ex
-                        num[k] += ex * row[o + k]
-                for k in range(n):
-                    out[p, k0 + k] += num[k] / den[k] * inv_lq
+            k0 = (w % n_tiles) * tile_w
+            tile(out, cos, q_scale, t_norm, w // n_tiles, k0, min(k0 + tile_w, b) - k0, lq, b,
+                 lt, floor)
         return out
 
-    return kernel
+    @nb.njit(fastmath=flags, cache=_CACHE, nogil=True)
+    def serial(cos, q_scale, t_norm, a, lq, b, lt, tile_w, floor):  # pragma: no cover
+        out = np.zeros((a, b), f32)
+        for p in range(a):
+            for k0 in range(0, b, tile_w):
+                tile(out, cos, q_scale, t_norm, p, k0, min(k0 + tile_w, b) - k0, lq, b, lt,
+                     floor)
+        return out
+
+    return parallel, serial
 
 
 @cache
@@ -122,18 +142,26 @@ def sli_from_cos(cos: np.ndarray, q_scale: np.ndarray, t_norm: np.ndarray, a: in
     targets); ``q_scale``: ``(a*lq,)`` = ``|q_i| / tau_a``; ``t_norm``: ``(lt*b,)`` = ``|t_j|``
     in the same column order. Logit ``= q_scale * cos * t_norm`` (the raw dot product
     over tau_a); each target's softmax is shifted by its max and floored at ``EXP_FLOOR``.
+
+    ``threads``: Numba's thread pool with that many threads (default: its current setting);
+    ``threads=1`` runs in the calling thread with the GIL released, so that several calls can
+    run side by side in the caller's own threads (:func:`uwe.scoring.sli_dense_blocks`).
     """
     if cos.shape != (a * lq, lt * b) or q_scale.shape != (a * lq,) or t_norm.shape != (lt * b,):
         raise ValueError(f"sli_from_cos: shapes {cos.shape}, {q_scale.shape}, {t_norm.shape} "
                          f"do not match a={a}, lq={lq}, b={b}, lt={lt}")
-    import numba as nb
+    parallel, serial = _kernel()
+    if threads == 1:
+        fn = serial
+    else:
+        import numba as nb
 
-    if threads:
-        nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
+        if threads:
+            nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
+        fn = parallel
     f32 = np.float32
-    return _kernel()(np.ascontiguousarray(cos, dtype=f32), np.ascontiguousarray(q_scale, dtype=f32),
-                     np.ascontiguousarray(t_norm, dtype=f32), a, lq, b, lt, TILE,
-                     f32(EXP_FLOOR))
+    return fn(np.ascontiguousarray(cos, dtype=f32), np.ascontiguousarray(q_scale, dtype=f32),
+              np.ascontiguousarray(t_norm, dtype=f32), a, lq, b, lt, TILE, f32(EXP_FLOOR))
 
 
 __all__ = ["EXP_FLOOR", "TILE", "available", "sli_from_cos"]

@@ -37,7 +37,7 @@ from torch import nn
 
 from uwe import __version__
 from uwe.npinfer import length_groups
-from uwe.scoring import get_scorer, sli_dense, unit_and_norm
+from uwe.scoring import get_scorer, sli_dense_blocks, unit_and_norm
 from uwe.textcache import TextCache
 
 UWE_CONFIG = "uwe_config.json"
@@ -278,24 +278,31 @@ class UWEModel:
     def _score_block(self, q: Bucket, index: TargetIndex) -> torch.Tensor:
         """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order.
 
-        SLI on unpadded buckets takes the dense kernel (:func:`uwe.scoring.sli_dense`); other
-        scorers, or padded buckets, the general masked all-pairs scorer."""
+        SLI on unpadded buckets takes the dense kernel (:func:`uwe.scoring.sli_dense_blocks`,
+        all target chunks in one call); other scorers, or padded buckets, the general masked
+        all-pairs scorer."""
         b_q, l_q = q.mask.shape
         budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
         dense = self.scorer_name == "sli" and q.unpadded
+        blocks, where = [], []  # dense (target chunk) blocks, scored together at the end
         for t in index.buckets:
             chunk = max(1, budget // max(1, b_q * l_q * t.mask.shape[1]))
             if dense and t.unpadded:
-                (qu, qn), (tu, tn) = q.unit_norm(), t.unit_norm()
-                s = torch.cat([sli_dense(qu, qn, tu[j : j + chunk], tn[j : j + chunk],
-                                         self.attention_temperature)
-                               for j in range(0, tu.shape[0], chunk)], dim=1)  # (b_q, b_t)
-            else:
-                s = self.scorer.all_pairs(q.emb, q.mask, t.emb, t.mask,
-                                          attention_temperature=self.attention_temperature,
-                                          target_chunk=chunk)  # (b_q, b_t)
+                tu, tn = t.unit_norm()
+                for j in range(0, tu.shape[0], chunk):
+                    blocks.append((tu[j : j + chunk], tn[j : j + chunk]))
+                    where.append(t.index[j : j + chunk])
+                continue
+            s = self.scorer.all_pairs(q.emb, q.mask, t.emb, t.mask,
+                                      attention_temperature=self.attention_temperature,
+                                      target_chunk=chunk)  # (b_q, b_t)
             out.index_copy_(1, t.index, s.float())
+        if blocks:  # on CPU the blocks run side by side, one per thread (sli_dense_blocks)
+            qu, qn = q.unit_norm()
+            for idx, s in zip(where, sli_dense_blocks(qu, qn, blocks, self.attention_temperature),
+                              strict=True):
+                out.index_copy_(1, idx, s.float())
         return out
 
     def score_index(self, queries: list[str], index: TargetIndex) -> np.ndarray:
