@@ -164,8 +164,8 @@ def test_merged_buckets_hold_one_length_each_and_every_text_once(model, cache_mb
     texts = QUERIES + TARGETS
     lengths = m.encoder.token_lengths(texts)
     with m._inference():
-        split = m._encode_buckets(texts)  # batches of <= 2 texts
-        merged = m._encode_buckets(texts, merge=True)
+        split = m._bucket_batches(texts, 2, merge=False)  # the encoder's batches of <= 2 texts
+        merged = m._encode_buckets(texts)
     assert all(b.emb.shape[0] <= 2 for b in split)
     sizes = [b.emb.shape[1] for b in merged]
     assert sizes == sorted(set(lengths.tolist()), reverse=True)  # one bucket per length

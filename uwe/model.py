@@ -14,10 +14,10 @@
 Inference sorts texts by token length and encodes them in batches, so each batch is padded only
 to its own longest text; the batches of one length are joined into one bucket -- targets kept
 on the model's device, queries of one ``score_index`` call likewise, so that each length is one
-score block -- and every query bucket is scored target bucket by target bucket, in target
-chunks sized so that one
-``(queries, targets, Lq, Lt)`` intermediate holds at most ``score_budget`` elements. Scores do
-not depend on batch sizes or padding (beyond float rounding).
+score block -- and every query bucket is scored against every target bucket in target chunks
+sized so that one ``(queries, targets, Lq, Lt)`` intermediate holds at most ``score_budget``
+elements (on CPU the chunks run side by side, one per thread). Scores do not depend on batch
+sizes or padding (beyond float rounding).
 """
 
 from __future__ import annotations
@@ -224,16 +224,15 @@ class UWEModel:
         finally:
             self.encoder.train(was_training)
 
-    def _encode_buckets(self, texts: list[str], batch_size: int | None = None,
-                        merge: bool = False) -> list[Bucket]:
+    def _encode_buckets(self, texts: list[str], batch_size: int | None = None) -> list[Bucket]:
         """Encode ``texts`` grouped by exact token length (longest first), ``batch_size`` at a
-        time, so no batch is padded (call in inference mode). ``merge``: one bucket per length
-        (scored in larger blocks) instead of one per batch. With a text cache only the texts
-        it lacks go through the encoder; the buckets are the same groups."""
+        time, so no batch is padded (call in inference mode), into one bucket per length
+        (scored in large blocks). With a text cache only the texts it lacks go through the
+        encoder; the buckets are the same."""
         bs = batch_size or self.batch_size
         cache = self.text_cache
         if cache is None:
-            return self._bucket_batches(texts, bs, merge)
+            return self._bucket_batches(texts, bs, merge=True)
         missing = cache.missing(texts)
         fresh: dict[str, torch.Tensor] = {}
         for b in self._bucket_batches(missing, bs, merge=False):
@@ -243,7 +242,7 @@ class UWEModel:
         rows = [fresh[t] if t in fresh else cache.get(t) for t in texts]
         lengths = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
         buckets: list[Bucket] = []
-        for idx in length_groups(lengths, None if merge else bs):
+        for idx in length_groups(lengths):
             emb = torch.stack([rows[i] for i in idx])  # (b, L, d), a new tensor
             mask = torch.ones(emb.shape[:2], dtype=torch.bool, device=emb.device)
             buckets.append(Bucket(torch.from_numpy(idx).to(emb.device), emb, mask))
@@ -273,7 +272,7 @@ class UWEModel:
         """Token embeddings of ``targets``, computed once, kept on the model's device."""
         targets = list(targets)
         with self._inference():
-            return TargetIndex(targets, self._encode_buckets(targets, batch_size, merge=True))
+            return TargetIndex(targets, self._encode_buckets(targets, batch_size))
 
     def _score_block(self, q: Bucket, index: TargetIndex) -> torch.Tensor:
         """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order.
@@ -312,7 +311,7 @@ class UWEModel:
         if not queries or len(index) == 0:
             return out
         with self._inference():  # one query bucket per length: fewer, larger score blocks
-            for q in self._encode_buckets(queries, merge=True):
+            for q in self._encode_buckets(queries):
                 out[q.index.cpu().numpy()] = self._score_block(q, index).cpu().numpy()
         return out
 
