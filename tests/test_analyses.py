@@ -57,6 +57,10 @@ def test_overrides_and_budget_replace_the_main_config():
     bigger = dataclasses.replace(budget, batch_size=8, val_max_queries=None)
     cfg = analyses.variant_train_params(BASE, RunParams(), bigger)
     assert cfg.batch_size == 8 and cfg.val_max_queries is None
+    own_cap = analyses.variant_train_params(BASE, RunParams(max_minutes=9.5), budget)
+    assert own_cap.max_minutes == 9.5  # a run's own cap replaces the group's
+    assert analyses.variant_train_params(BASE, RunParams(max_minutes=9.5), dataclasses.replace(
+        budget, max_minutes=None)).max_minutes == 9.5
 
 
 @pytest.mark.parametrize("run,match", [

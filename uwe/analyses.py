@@ -86,7 +86,8 @@ def variant_train_params(base: TrainParams, run: RunParams, budget: BudgetParams
 
     if run.model is not None:
         raise ValueError(f"run with model={run.model!r} trains nothing")
-    changes: dict[str, Any] = {"steps": budget.steps, "max_minutes": budget.max_minutes,
+    cap = budget.max_minutes if run.max_minutes is None else run.max_minutes
+    changes: dict[str, Any] = {"steps": budget.steps, "max_minutes": cap,
                                "eval_every": budget.eval_every, "out_dir": out_dir,
                                "checkpoint_dir": f"{out_dir}/seed<k>.ckpt"}
     if budget.val_max_queries != 0:

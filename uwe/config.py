@@ -114,6 +114,8 @@ class RunParams:
     ``model`` evaluates an existing model instead of training one: ``"untuned"`` (the backbone
     with ``train.scorer``, no training) or a UWE model folder such as ``models/uwe``.
     ``graphs`` keeps only these training graphs (their weights and temperatures unchanged).
+    ``max_minutes`` replaces the group's cap for this run (a run much slower than the others
+    gets its own cap, so that every cap stays well above its run's time).
     """
 
     model: str | None = None
@@ -121,6 +123,7 @@ class RunParams:
     scorer: str | None = None
     loss: str | None = None
     attention_temperature: float | None = None
+    max_minutes: float | None = None
 
 
 @dataclass(frozen=True)
