@@ -96,3 +96,26 @@ def test_unknown_key_in_an_analysis_run_is_rejected(tmp_path):
     path.write_text("ablations:\n  budget:\n    seeds: 3\n")
     with pytest.raises(ValueError, match=r"ablations\.budget\.seeds must be a list"):
         load_params(path)
+
+
+def test_profile_run_overrides_modify_runs_and_never_add_one(tmp_path):
+    """A user who removes a run from `transfer.runs` does not get it back from a profile's
+    override of that run (the pipeline has one stage per base run); the override is named."""
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "transfer:\n  runs:\n    sj: {graphs: [sj]}\n"
+        "profiles:\n  smoke:\n    transfer:\n"
+        "      runs: {sj: {max_minutes: 2}, sv: {max_minutes: null}}\n"
+    )
+    with pytest.warns(UserWarning, match=r"profiles\.smoke\.transfer\.runs\.sv .* ignored"):
+        smoke = load_params(path, profile="smoke")
+    assert list(smoke.transfer.runs) == ["sj"]
+    assert smoke.transfer.runs["sj"].graphs == ("sj",)  # the override modifies, keeps the rest
+    assert smoke.transfer.runs["sj"].max_minutes == 2
+    assert "sv" in path.read_text()  # nothing of the file is rewritten
+
+
+def test_repo_profiles_override_only_runs_that_exist(recwarn):
+    for profile in ("smoke", "cpu", "paper"):
+        load_params(REPO / "params.yaml", profile=profile)
+    assert not [w for w in recwarn if "params:" in str(w.message)]

@@ -4,6 +4,11 @@
 base values (``profile`` defaults to the file's own ``profile:`` key) and returns a frozen
 :class:`Params`. Unknown keys are rejected with the dotted path of the offending key, so a typo
 in ``params.yaml`` fails loudly instead of being silently ignored.
+
+A profile's ``transfer.runs`` / ``ablations.runs`` entries modify runs of the base section and
+never add one: the pipeline's stages are one per run of the base section (``dvc.yaml``
+``foreach``), so an override of a run the base does not define (a run the user removed) is
+dropped with a warning naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import copy
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ from typing import Any
 import yaml
 
 PROFILES = ("smoke", "cpu", "paper")
+ANALYSIS_GROUPS = ("transfer", "ablations")
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,25 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _existing_runs_only(raw: dict, override: dict, profile: str, path: Path) -> dict:
+    """``override`` without run overrides of runs that ``raw`` (the base values) does not define."""
+    override = copy.deepcopy(override)
+    for group in ANALYSIS_GROUPS:
+        section = override.get(group)
+        runs = section.get("runs") if isinstance(section, dict) else None
+        if not isinstance(runs, dict):
+            continue
+        base = (raw.get(group) or {}).get("runs") or {}
+        for name in [n for n in runs if n not in base]:
+            warnings.warn(
+                f"params: profiles.{profile}.{group}.runs.{name} in {path} overrides a run that "
+                f"{group}.runs does not define; ignored (a profile modifies runs, never adds one)",
+                stacklevel=3,
+            )
+            del runs[name]
+    return override
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Convert a YAML value to the annotated type ``tp``; raise naming ``where`` on mismatch."""
     origin = typing.get_origin(tp)
@@ -245,7 +271,10 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     unknown_profiles = sorted(set(profiles) - set(PROFILES))
     if unknown_profiles:
         raise ValueError(f"params: unknown profile(s) {unknown_profiles} under profiles: in {path}")
-    merged = deep_merge(raw, profiles.get(profile) or {})
+    override = profiles.get(profile) or {}
+    if not isinstance(override, dict):
+        raise ValueError(f"params: profiles.{profile} in {path} must be a mapping")
+    merged = deep_merge(raw, _existing_runs_only(raw, override, profile, path))
     merged["profile"] = profile
     return build(Params, merged)
 
