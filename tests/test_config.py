@@ -113,6 +113,10 @@ def test_profile_run_overrides_modify_runs_and_never_add_one(tmp_path):
     assert smoke.transfer.runs["sj"].graphs == ("sj",)  # the override modifies, keeps the rest
     assert smoke.transfer.runs["sj"].max_minutes == 2
     assert "sv" in path.read_text()  # nothing of the file is rewritten
+    path.write_text("transfer: {budget: {steps: 3}}\n"  # no runs at all: nothing to override
+                    "profiles:\n  smoke:\n    transfer: {runs: {sv: {}}}\n")
+    with pytest.warns(UserWarning, match=r"transfer\.runs\.sv"):
+        assert load_params(path, profile="smoke").transfer.runs == {}
 
 
 def test_repo_profiles_override_only_runs_that_exist(recwarn):

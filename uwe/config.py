@@ -187,7 +187,9 @@ def _existing_runs_only(raw: dict, override: dict, profile: str, path: Path) -> 
         runs = section.get("runs") if isinstance(section, dict) else None
         if not isinstance(runs, dict):
             continue
-        base = (raw.get(group) or {}).get("runs") or {}
+        base = raw.get(group)
+        base = base.get("runs") if isinstance(base, dict) else None
+        base = base if isinstance(base, dict) else {}
         for name in [n for n in runs if n not in base]:
             warnings.warn(
                 f"params: profiles.{profile}.{group}.runs.{name} in {path} overrides a run that "
