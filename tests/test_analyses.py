@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from uwe import analyses
-from uwe.config import BudgetParams, GraphParams, RunParams, TrainParams, load_params
+from uwe.config import (
+    ANALYSIS_GROUPS,
+    BudgetParams,
+    GraphParams,
+    RunParams,
+    TrainParams,
+    load_params,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = TrainParams(graphs={"sj": GraphParams(1.0, 0.05), "sv": GraphParams(0.5, 0.02)},
@@ -19,7 +26,7 @@ BASE = TrainParams(graphs={"sj": GraphParams(1.0, 0.05), "sv": GraphParams(0.5, 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_configured_run_resolves(profile):
     params = load_params(REPO / "params.yaml", profile=profile)
-    for group in analyses.GROUPS:
+    for group in ANALYSIS_GROUPS:
         section = getattr(params, group)
         for name, run in section.runs.items():
             spec = analyses.run_spec(params, group, name)

@@ -1,8 +1,10 @@
-"""The pipeline's contract: every DVC stage runs its notebook with papermill, and every notebook
-has exactly one `parameters` cell, no outputs, no absolute paths and no function definitions."""
+"""The pipeline's contract: every DVC stage runs its notebook with papermill and depends on every
+`uwe` module its notebook can import, and every notebook has exactly one `parameters` cell, no
+outputs, no absolute paths and no function definitions."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -60,6 +62,56 @@ def test_every_dependency_exists_or_is_produced_by_a_stage():
         for dep in stage.get("deps", []):
             if "${" not in dep and not is_produced(dep):
                 assert (REPO / dep).exists(), f"stage {name}: missing dependency {dep}"
+
+
+def _uwe_imports(source: str) -> set[str]:
+    """``uwe`` modules imported anywhere in ``source`` (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "uwe"}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative, inside the package
+                module = "uwe" + ("." + module if module else "")
+            if module.split(".")[0] == "uwe":
+                found.add(module)
+                found |= {f"{module}.{a.name}" for a in node.names}  # `from uwe import x`
+    return found
+
+
+def _module_file(module: str) -> str | None:
+    for rel in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"):
+        if (REPO / rel).is_file():
+            return rel
+    return None  # a name imported from a module, not a module
+
+
+def _import_closure(source: str) -> set[str]:
+    """Repository paths of the ``uwe`` modules ``source`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = list(_uwe_imports(source))
+    while todo:
+        path = _module_file(todo.pop())
+        if path is not None and path not in seen:
+            seen.add(path)
+            todo += _uwe_imports((REPO / path).read_text())
+    return seen - {"uwe/__init__.py"}
+
+
+@pytest.mark.parametrize("name,stage", list(_stage_items()), ids=[n for n, _ in _stage_items()])
+def test_stage_depends_on_every_module_its_notebook_imports(name, stage):
+    """A change to any module a stage's notebook can reach re-runs the stage (`dvc status`)."""
+    nb = json.loads((REPO / CMD.match(stage["cmd"])["nb"]).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    missing = sorted(_import_closure(code) - set(stage["deps"]))
+    assert not missing, f"stage {name}: add to its deps in dvc.yaml: {missing}"
+
+
+def test_import_closure_follows_imports_inside_functions():
+    assert _import_closure("from uwe.analyses import run\n") >= {
+        "uwe/analyses.py", "uwe/config.py", "uwe/training.py", "uwe/model.py"}
+    assert _import_closure("import json\n") == set()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

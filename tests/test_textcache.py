@@ -32,6 +32,24 @@ def test_the_size_cap_holds_and_first_come_stays():
     assert cache.get("a").sum() == 0 and cache.nbytes == 1000
 
 
+def test_lookup_encodes_each_missing_text_once_and_keeps_the_order():
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return [np.full(2, ord(t), np.float32) for t in texts]
+
+    cache = TextCache(max_mb=8 / 2**20)  # room for one 8-byte row
+    rows = cache.lookup(["b", "a", "b"], encode)
+    assert calls == [["b", "a"]] and [r[0] for r in rows] == [ord("b"), ord("a"), ord("b")]
+    assert "b" in cache and "a" not in cache  # first come stays, the rest is not kept
+    rows = cache.lookup(["a", "b"], encode)
+    assert calls[-1] == ["a"] and [r[0] for r in rows] == [ord("a"), ord("b")]
+    assert cache.lookup(["b"], encode)[0][0] == ord("b") and len(calls) == 2  # a pure hit
+    with pytest.raises(ValueError):  # an encoder that drops a text is an error, not a gap
+        TextCache(1).lookup(["x", "y"], lambda texts: encode(texts)[:1])
+
+
 @pytest.mark.parametrize("size", [0, -1])
 def test_a_zero_or_negative_size_is_rejected(size):
     with pytest.raises(ValueError, match="text cache size"):

@@ -30,11 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from uwe.config import BudgetParams, Params, RunParams, TrainParams
+from uwe.config import ANALYSIS_GROUPS, BudgetParams, Params, RunParams, TrainParams
 
 logger = logging.getLogger(__name__)
 
-GROUPS = ("transfer", "ablations")
 UNTUNED = "untuned"
 EVAL_SAMPLE_SEED = 0  # the test-query subsample of every run and model
 # training summary keys not worth keeping in the metrics file
@@ -114,8 +113,8 @@ def variant_train_params(base: TrainParams, run: RunParams, budget: BudgetParams
 
 def run_spec(params: Params, group: str, name: str) -> RunSpec:
     """Resolve run ``name`` of ``group`` (``transfer`` / ``ablations``) from ``params``."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown analysis group {group!r}; choose one of {GROUPS}")
+    if group not in ANALYSIS_GROUPS:
+        raise ValueError(f"unknown analysis group {group!r}; choose one of {ANALYSIS_GROUPS}")
     section = getattr(params, group)
     if name not in section.runs:
         raise ValueError(f"unknown {group} run {name!r}; params.yaml {group}.runs has "

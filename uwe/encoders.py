@@ -206,11 +206,7 @@ class SentenceEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.cache is None:
             return self._encode(texts, progress)
-        missing = self.cache.missing(texts)
-        fresh = dict(zip(missing, self._encode(missing, progress), strict=True)) if missing else {}
-        for text, row in fresh.items():
-            self.cache.put(text, row)
-        return np.stack([fresh[t] if t in fresh else self.cache.get(t) for t in texts])
+        return np.stack(self.cache.lookup(texts, lambda missing: self._encode(missing, progress)))
 
     def _encode(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
         emb = self.model.encode(

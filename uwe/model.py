@@ -233,13 +233,15 @@ class UWEModel:
         cache = self.text_cache
         if cache is None:
             return self._bucket_batches(texts, bs, merge=True)
-        missing = cache.missing(texts)
-        fresh: dict[str, torch.Tensor] = {}
-        for b in self._bucket_batches(missing, bs, merge=False):
-            for row, i in enumerate(b.index.tolist()):
-                fresh[missing[i]] = b.emb[row]  # (L, d)
-                cache.put(missing[i], b.emb[row])
-        rows = [fresh[t] if t in fresh else cache.get(t) for t in texts]
+
+        def encode(missing: list[str]) -> list[torch.Tensor]:  # one (L, d) row per text
+            out: list[torch.Tensor] = [None] * len(missing)  # type: ignore[list-item]
+            for b in self._bucket_batches(missing, bs, merge=False):
+                for row, i in enumerate(b.index.tolist()):
+                    out[i] = b.emb[row]
+            return out
+
+        rows = cache.lookup(texts, encode)
         lengths = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
         buckets: list[Bucket] = []
         for idx in length_groups(lengths):

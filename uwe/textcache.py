@@ -14,6 +14,7 @@ one (stale embeddings), which is why every model leaves it off by default.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -55,6 +56,16 @@ class TextCache:
 
     def get(self, text: str) -> Any:
         return self._items[text]
+
+    def lookup(self, texts: list[str], encode: Callable[[list[str]], Iterable[Any]]) -> list[Any]:
+        """One value per text of ``texts``, in order. The distinct texts the cache lacks go
+        once through ``encode`` (``missing -> values`` in the same order) and are kept while
+        the cache has room; the others come from the cache."""
+        missing = self.missing(texts)
+        fresh = dict(zip(missing, encode(missing), strict=True)) if missing else {}
+        for text, value in fresh.items():
+            self.put(text, value)
+        return [fresh[t] if t in fresh else self._items[t] for t in texts]
 
     def put(self, text: str, value: Any) -> bool:
         """Keep ``value`` for ``text`` unless the cache is full; True when kept."""
