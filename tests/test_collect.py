@@ -9,7 +9,7 @@ import math
 import pytest
 
 from uwe import collect
-from uwe.config import RunParams, TrainParams
+from uwe.config import GraphParams, RunParams, TrainParams
 from uwe.evaluation import write_results
 
 
@@ -72,13 +72,15 @@ def test_missing_run_names_its_stage(tmp_path):
 
 
 def test_ablation_axes(tmp_path):
-    base = TrainParams()  # scorer sli, loss many_to_many, attention temperature 0.1
+    # scorer sli, loss many_to_many, attention temperature 0.1
+    base = TrainParams(graphs={g: GraphParams() for g in ("sj", "sv", "sa")})
     runs = {"reference": RunParams(), "scorer_mean": RunParams(scorer="mean"),
             "scorer_maxsim": RunParams(scorer="maxsim"),
             "attention_0p5": RunParams(attention_temperature=0.5),
             "attention_0p05": RunParams(attention_temperature=0.05),
             "both": RunParams(scorer="mean", loss="symmetric"),
-            "sj_only": RunParams(graphs=("sj",))}
+            "sj_only": RunParams(graphs=("sj",)), "no_sv": RunParams(graphs=("sa", "sj")),
+            "sj_mean": RunParams(graphs=("sj",), scorer="mean")}
     for k, name in enumerate(runs):
         _write_run(tmp_path, "ablations", name,
                    [_evaluation(0.1 + k / 100, 0.3), _evaluation(0.12 + k / 100, 0.3)],
@@ -88,16 +90,29 @@ def test_ablation_axes(tmp_path):
     assert [e["run"] for e in out["axes"]["attention_temperature"]] == [
         "attention_0p05", "reference", "attention_0p5"]
     assert [e["run"] for e in out["axes"]["loss"]] == ["reference"]
+    # a graph subset is one factor (several factors at once: no axis)
+    assert [(e["run"], e["value"]) for e in out["axes"]["graphs"]] == [
+        ("sj_only", "only sj"), ("no_sv", "without sv"), ("reference", "all")]
+    assert not any(e["run"] == "sj_mean" for a in out["axes"].values() for e in a)
     ref = out["axes"]["loss"][0]
     assert ref["reference"] and ref["n_seeds"] == 2
     assert ref["map"] == pytest.approx(0.205)
     assert ref["map_std"] == pytest.approx(0.01 / math.sqrt(2))
     assert set(out["runs"]) == set(runs) and out["seeds"] == [0, 1]
     frame = collect.ablations_frame(json.loads(json.dumps(out, sort_keys=True)))  # as on disk
-    assert list(dict.fromkeys(frame["factor"])) == ["scorer", "loss", "attention_temperature"]
+    assert list(dict.fromkeys(frame["factor"])) == ["scorer", "loss", "attention_temperature",
+                                                    "graphs"]
     assert list(frame.columns) == ["factor", "value", "run", "seeds", "macro MAP", "MAP std",
                                    "macro RP@10", "RP@10 std"]
-    assert len(frame) == 3 + 3 + 1
+    assert len(frame) == 3 + 1 + 3 + 3
+
+
+def test_graphs_label():
+    base = ["sj", "sv", "sa", "jj", "ss"]
+    assert collect.graphs_label(["ss", "jj", "sa", "sv", "sj"], base) == "all"
+    assert collect.graphs_label(["sj", "sa", "jj", "ss"], base) == "without sv"
+    assert collect.graphs_label(["sj", "sa", "ss"], base) == "without sv+jj"
+    assert collect.graphs_label(["sv", "sj"], base) == "only sj+sv"
 
 
 def test_zeroshot_collection(tmp_path):

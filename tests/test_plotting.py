@@ -52,6 +52,14 @@ def test_ablation_bars_with_and_without_std(tmp_path):
         "loss": [entry("reference", "many_to_many", True, 0.32, None)]}}
     fig = plotting.ablation_bars(ablations)
     assert len(fig.axes) == 2
+    from matplotlib.container import ErrorbarContainer
+
+    def has_error_bars(ax):
+        return any(isinstance(c, ErrorbarContainer) for c in ax.containers)
+
+    assert has_error_bars(fig.axes[0])  # a std on the panel: error bars
+    assert not has_error_bars(fig.axes[1])  # one seed only: none drawn
+    assert [ax.get_title() for ax in fig.axes] == ["scorer", "loss"]
     _saved(fig, tmp_path, "ablations")
 
 

@@ -4,7 +4,8 @@
   params order), columns = task group + macro, MAP and RP@10, and the gain over the untuned
   backbone row;
 * :func:`collect_ablations` -> ``metrics/ablations.json``: per run and per factor (scorer,
-  loss, attention temperature) the macro MAP / RP@10, mean and std over seeds;
+  loss, attention temperature, training graphs) the macro MAP / RP@10, mean and std over
+  seeds;
 * :func:`collect_zeroshot` -> ``metrics/zeroshot.json``: per model, MAP / RP@10 of every
   zero-shot task and their mean.
 
@@ -29,7 +30,8 @@ from uwe.io import read_json
 
 METRICS = ("map", "rp@10")
 LABELS = {"map": "MAP", "rp@10": "RP@10"}
-AXES = ("scorer", "loss", "attention_temperature")
+AXES = ("scorer", "loss", "attention_temperature", "graphs")
+ALL_GRAPHS = "all"  # the value of the reference (every graph of ``train``) on the graphs axis
 # display order of the factor values (the paper's progression), unknown values last
 AXIS_ORDER = {"scorer": ("mean", "maxsim", "sli_mean_target", "sli"),
               "loss": ("one_to_one", "symmetric", "many_to_many_one_direction", "many_to_many")}
@@ -106,17 +108,39 @@ def collect_transfer(metrics_dir: str | Path, runs: Sequence[str],
 
 
 def _axis_key(axis: str, value: Any) -> tuple:
+    if axis == "graphs":  # subsets by name, the reference (every graph) last
+        return (int(value == ALL_GRAPHS), 0.0, str(value))
     order = AXIS_ORDER.get(axis)
     if order is None:
         return (0, float(value), "")
     return (order.index(value) if value in order else len(order), 0.0, str(value))
 
 
+def graphs_label(graphs: Sequence[str], base: Sequence[str]) -> str:
+    """Short name of a training-graph subset of ``base``: ``"all"``, ``"without sv"`` or
+    ``"only sj"`` (whichever lists fewer graphs)."""
+    kept = [g for g in base if g in graphs]
+    dropped = [g for g in base if g not in graphs]
+    if not dropped:
+        return ALL_GRAPHS
+    return f"without {'+'.join(dropped)}" if len(dropped) <= len(kept) else \
+        f"only {'+'.join(kept)}"
+
+
+def _factor(run: RunParams, base: TrainParams, axis: str) -> Any:
+    """The run's value of ``axis`` (the base's where the run keeps it)."""
+    if axis == "graphs":
+        return graphs_label(base.graphs if run.graphs is None else run.graphs, list(base.graphs))
+    value = getattr(run, axis)
+    return getattr(base, axis) if value is None else value
+
+
 def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
                       base: TrainParams) -> dict:
-    """Ablations (module doc). A run changing exactly one factor of ``base`` sits on that
-    factor's axis; the run changing none (the reference) sits on every axis at its base value;
-    other runs (several factors, other graphs) are listed under ``runs`` only."""
+    """Ablations (module doc). A run changing exactly one factor of ``base`` (a training-graph
+    subset counts as one factor) sits on that factor's axis; the run changing none (the
+    reference) sits on every axis at its base value; other runs (several factors, an existing
+    model) are listed under ``runs`` only."""
     results = load_runs(metrics_dir, "ablations", list(runs))
     out_runs, axes = {}, {a: [] for a in AXES}
     for name, run in runs.items():
@@ -124,13 +148,12 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
         out_runs[name] = {"overrides": results[name].get("overrides", {}),
                           "n_seeds": agg["n_seeds"], "macro": agg["macro"],
                           "groups": agg["groups"]}
-        if run.graphs is not None or run.model is not None:
+        if run.model is not None:
             continue
-        changed = [a for a in AXES if getattr(run, a) is not None
-                   and getattr(run, a) != getattr(base, a)]
+        changed = [a for a in AXES if _factor(run, base, a) != _factor(RunParams(), base, a)]
         on_axes = AXES if not changed else changed if len(changed) == 1 else ()
         for axis in on_axes:
-            value = getattr(run, axis) if changed else getattr(base, axis)
+            value = _factor(run, base, axis)
             axes[axis].append({"run": name, "value": value, "reference": not changed,
                                "n_seeds": agg["n_seeds"], **agg["macro"]})
     for axis in AXES:

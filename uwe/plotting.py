@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+AXIS_TITLES = {"attention_temperature": "attention temperature", "graphs": "training graphs"}
+
 
 def _plt():
     import matplotlib
@@ -121,8 +123,9 @@ def transfer_heatmap(transfer: dict, metric: str = "map"):
 
 
 def ablation_bars(ablations: dict, metric: str = "map"):
-    """One panel per factor (scorer, loss, attention temperature): macro ``metric`` (%) mean
-    over seeds with std error bars (none for one seed); the reference bar is darker."""
+    """One panel per factor (scorer, loss, attention temperature, training graphs): macro
+    ``metric`` (%) mean over seeds with std error bars (none for one seed); the reference bar is
+    red."""
     import numpy as np
 
     plt = _plt()
@@ -130,7 +133,7 @@ def ablation_bars(ablations: dict, metric: str = "map"):
 
     axes_data = {a: ablations["axes"][a] for a in ordered_axes(ablations)}
     widths = [max(2, len(entries)) for entries in axes_data.values()]  # same bar width
-    fig, axes = plt.subplots(1, len(axes_data), figsize=(6.6, 2.8), sharey=True, squeeze=False,
+    fig, axes = plt.subplots(1, len(axes_data), figsize=(7.6, 2.8), sharey=True, squeeze=False,
                              gridspec_kw={"width_ratios": widths})
     lows = []
     for ax, (axis, entries) in zip(axes[0], axes_data.items(), strict=True):
@@ -138,14 +141,15 @@ def ablation_bars(ablations: dict, metric: str = "map"):
         stds = np.array([0.0 if e.get(f"{metric}_std") is None else 100 * e[f"{metric}_std"]
                          for e in entries])
         colors = ["C3" if e["reference"] else "C0" for e in entries]
-        ax.bar(range(len(entries)), means, 0.7, yerr=stds, color=colors, capsize=3,
-               error_kw={"lw": 0.8})
+        has_std = any(e.get(f"{metric}_std") is not None for e in entries)
+        ax.bar(range(len(entries)), means, 0.7, yerr=stds if has_std else None, color=colors,
+               capsize=3, error_kw={"lw": 0.8})
         for k, (m, sd) in enumerate(zip(means, stds, strict=True)):
             if np.isfinite(m):
                 ax.text(k, m + sd, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(entries)), [str(e["value"]).replace("_", "\n") for e in entries],
                       fontsize=7)
-        ax.set_title(axis.replace("_", " "), fontsize=9)
+        ax.set_title(AXIS_TITLES.get(axis, axis.replace("_", " ")), fontsize=9)
         pad = (max(2, len(entries)) - len(entries)) / 2  # centre a short panel's bars
         ax.set_xlim(-0.6 - pad, len(entries) - 0.4 + pad)
         ax.tick_params(axis="y", labelsize=7)
