@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-AXIS_TITLES = {"attention_temperature": "attention temperature", "graphs": "training graphs"}
+AXIS_TITLES = {"graphs": "training graphs"}  # other factors: their name with spaces
 
 
 def _plt():
