@@ -17,9 +17,15 @@ end. The best model by val macro MAP is kept in ``{checkpoint_dir}/best`` and pu
 Checkpoints (``{checkpoint_dir}/last``, rewritten atomically at every validation and when a
 SIGTERM/SIGINT stops the run at a step boundary): ``model.safetensors``, ``trainer_state.pt``
 (optimizer, scheduler, RNG and sampler generator states per rank; read with
-``weights_only=True``) and ``checkpoint.json``. ``resume=True`` continues from it and ends with
-the weights an uninterrupted run would have. ``max_minutes`` is a safety cap only: a run it
-stops ends early at a wall-clock-dependent step and is not reproducible step for step.
+``weights_only=True``), ``checkpoint.json`` and ``log.csv`` (the per-step log up to the
+checkpoint). ``resume=True`` continues from it and ends with the weights, and the log, an
+uninterrupted run would have; the log file itself may be gone (``dvc repro`` deletes a stage's
+outputs before running it). A checkpoint belongs to one run: the same training config (but the
+``RESUME_FREE`` fields), seed and world size, and the same :func:`run_fingerprint` (source of the
+``uwe`` package, torch version, bytes of the graph files), so that a change of code or data
+trains again instead of continuing, or re-publishing, an old run. ``max_minutes`` is a safety
+cap only: a run it stops ends early at a wall-clock-dependent step and is not reproducible step
+for step.
 
 Distributed (``torchrun``, ``WORLD_SIZE > 1``): gloo on CPU / nccl on CUDA, the encoder wrapped
 in DistributedDataParallel, sampler seed ``seed + rank``; token embeddings are all-gathered
@@ -33,6 +39,8 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import hashlib
+import io
 import json
 import logging
 import math
@@ -261,27 +269,62 @@ def validate(model: UWEModel, val_sets: list) -> tuple[float, dict[str, float]]:
 
 # ----------------------------------------------------------------------------- files
 class CsvLog:
-    """Per-step rows appended to a CSV; on resume, rows after the checkpoint step are dropped so
-    the continued file has no duplicate steps. ``path=None`` disables it."""
+    """Per-step rows, kept in memory and appended to a CSV as they come (``path=None``: memory
+    only). A checkpoint stores the rows up to its step (:meth:`save`), and a resumed run starts
+    from those (:meth:`read`), so the continued file has every step once, even when the file
+    was deleted in between."""
 
-    def __init__(self, path: str | Path | None, columns: list[str], keep_until: int | None):
+    def __init__(self, columns: list[str], rows: list[dict] | None = None):
+        self.columns, self.path = columns, None
+        self.rows = [{c: r.get(c, "") for c in columns} for r in rows or []]
+
+    def _text(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+    def open(self, path: str | Path | None) -> None:
+        """Write the rows so far to ``path`` (atomically) and append later rows to it."""
         from uwe.io import write_text_atomic
 
-        self.path, self.columns = (Path(path) if path else None), columns
-        if self.path is None:
-            return
-        rows: list[dict] = []
-        if keep_until is not None and self.path.is_file():
-            with self.path.open(newline="", encoding="utf-8") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= keep_until]
-        lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-        write_text_atomic(self.path, "\n".join(lines) + "\n")
+        self.path = Path(path) if path else None
+        if self.path is not None:
+            write_text_atomic(self.path, self._text())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self._text(), encoding="utf-8")
+
+    @staticmethod
+    def read(path: str | Path) -> list[dict]:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
 
     def append(self, row: dict) -> None:
-        if self.path is None:
-            return
-        with self.path.open("a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, self.columns).writerow({c: row.get(c, "") for c in self.columns})
+        row = {c: row.get(c, "") for c in self.columns}
+        self.rows.append(row)
+        if self.path is not None:
+            with self.path.open("a", newline="", encoding="utf-8") as fh:
+                csv.DictWriter(fh, self.columns, lineterminator="\n").writerow(row)
+
+
+def run_fingerprint(graphs, data_root: str | Path) -> dict[str, str]:
+    """What a checkpoint's weights depend on besides the config and seed: sha256 of the ``uwe``
+    package's source (every module, by name and bytes), the torch version and sha256 of each
+    training graph file (``{data_root}/graphs/{name}.parquet``; a missing file is skipped, the
+    batcher names it)."""
+    pkg = Path(__file__).resolve().parent
+    code = hashlib.sha256()
+    for path in sorted(pkg.rglob("*.py")):
+        code.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes())
+    out = {"code": code.hexdigest(), "torch": torch.__version__}
+    for name in sorted(graphs):
+        path = Path(data_root) / "graphs" / f"{name}.parquet"
+        if path.is_file():
+            with path.open("rb") as fh:
+                out[f"graph {name}"] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return out
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -358,13 +401,18 @@ class Trainer:
         self.last_shapes: dict[str, list[int]] = {}
         self.last_loss: float | None = None
         self.encode = self.model.encoder
+        self.fingerprint = run_fingerprint(cfg.graphs, data_root)
+        self.log = CsvLog(["step", "loss", *[f"loss_{g}" for g in cfg.graphs], "lr", "seconds",
+                           "val_map"])
 
     # -- checkpoints -----------------------------------------------------------------------
     def meta(self) -> dict:
         return {"step": self.step, "seed": self.seed, "world_size": self.info.world,
                 "train": _jsonable(dataclasses.asdict(self.cfg)), "elapsed": self.elapsed,
                 "best_map": None if self.best_step is None else self.best_map,
-                "best_step": self.best_step, "val_history": self.history}
+                "best_step": self.best_step, "val_history": self.history,
+                "last_loss": self.last_loss, "global_batch": self.last_shapes,
+                "fingerprint": self.fingerprint}
 
     def save_checkpoint(self) -> None:
         """Rewrite ``{ckpt}/last`` atomically (all ranks call: sampler/RNG states are gathered)."""
@@ -384,24 +432,32 @@ class Trainer:
             torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                         "ranks": ranks}, tmp / "trainer_state.pt")
             (tmp / "checkpoint.json").write_text(json.dumps(self.meta(), indent=2) + "\n")
+            self.log.save(tmp / "log.csv")
             replace_dir(tmp, self.ckpt_dir / "last")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def resume(self, strict: bool = True) -> None:
-        """Restore ``{ckpt}/last`` if present. A checkpoint of another config (or seed, or
-        world size) raises ValueError when ``strict``, else it is discarded (a warning) and
-        training starts from scratch."""
+        """Restore ``{ckpt}/last`` if present. A checkpoint of another run (config, seed, world
+        size or :func:`run_fingerprint` differ, module docstring) raises ValueError when
+        ``strict``, else it is discarded (a warning) and training starts from scratch."""
         last = self.ckpt_dir / "last"
         if not (last / "trainer_state.pt").is_file():
             return
         meta = json.loads((last / "checkpoint.json").read_text())
         new = _jsonable(dataclasses.asdict(self.cfg))
-        diff = sorted(k for k in new if k not in RESUME_FREE and meta["train"].get(k) != new[k])
-        if diff or meta["seed"] != self.seed or meta["world_size"] != self.info.world:
+        diff = [f"train.{k}" for k in sorted(new)
+                if k not in RESUME_FREE and meta["train"].get(k) != new[k]]
+        diff += [k for k in ("seed", "world_size")
+                 if meta[k] != (self.seed if k == "seed" else self.info.world)]
+        old_print = meta.get("fingerprint") or {}
+        diff += [f"{k} ({'unrecorded' if k not in old_print else 'changed'})"
+                 for k in self.fingerprint if old_print.get(k) != self.fingerprint[k]]
+        if diff or not (last / "log.csv").is_file():
+            diff = diff or ["log.csv (missing)"]
             if not strict:
                 logger.warning("checkpoint %s belongs to another run (differs in %s): "
-                               "discarded, training from scratch", last, diff or "seed/world")
+                               "discarded, training from scratch", last, ", ".join(diff))
                 if self.info.main:
                     for sub in ("last", "best"):
                         shutil.rmtree(self.ckpt_dir / sub, ignore_errors=True)
@@ -409,9 +465,8 @@ class Trainer:
                     dist.barrier()
                 return
             raise ValueError(
-                f"checkpoint {last} was written by another run (differs in {diff}, seed "
-                f"{meta['seed']} vs {self.seed}, world size {meta['world_size']} vs "
-                f"{self.info.world}); use resume=False or another checkpoint_dir")
+                f"checkpoint {last} was written by another run (it differs in "
+                f"{', '.join(diff)}); use resume=False or another checkpoint_dir")
         load_model(self.model.encoder.backbone, str(last / "model.safetensors"),
                    device=str(self.device))
         state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
@@ -424,6 +479,8 @@ class Trainer:
         self.elapsed, self.history = float(meta["elapsed"]), list(meta["val_history"])
         self.best_step = meta["best_step"]
         self.best_map = -math.inf if meta["best_map"] is None else float(meta["best_map"])
+        self.last_loss, self.last_shapes = meta["last_loss"], dict(meta["global_batch"])
+        self.log.rows = CsvLog.read(last / "log.csv")
         logger.info("resumed from %s at step %d", last, self.step)
 
     def extra_config(self, val: dict | None) -> dict:
@@ -503,8 +560,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, main = self.cfg, self.info.main
-        columns = ["step", "loss", *[f"loss_{g}" for g in cfg.graphs], "lr", "seconds", "val_map"]
-        log = CsvLog(log_path if main else None, columns, self.resumed_from)
+        self.log.open(log_path if main else None)
         if self.info.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -525,7 +581,7 @@ class Trainer:
                                                      and self.step % cfg.eval_every == 0)
                 val = self.validate() if due else None
                 self.elapsed = self.elapsed_since(start)
-                log.append({"step": self.step, "loss": loss, "lr": lr, "val_map": val,
+                self.log.append({"step": self.step, "loss": loss, "lr": lr, "val_map": val,
                             "seconds": round(self.elapsed, 3),
                             **{f"loss_{g}": v for g, v in parts.items()}})
                 bar.update(1)
