@@ -274,9 +274,8 @@ class CsvLog:
     from those (:meth:`read`), so the continued file has every step once, even when the file
     was deleted in between."""
 
-    def __init__(self, columns: list[str], rows: list[dict] | None = None):
-        self.columns, self.path = columns, None
-        self.rows = [{c: r.get(c, "") for c in columns} for r in rows or []]
+    def __init__(self, columns: list[str]):
+        self.columns, self.path, self.rows = columns, None, []
 
     def _text(self) -> str:
         buf = io.StringIO()
@@ -448,13 +447,14 @@ class Trainer:
         new = _jsonable(dataclasses.asdict(self.cfg))
         diff = [f"train.{k}" for k in sorted(new)
                 if k not in RESUME_FREE and meta["train"].get(k) != new[k]]
-        diff += [k for k in ("seed", "world_size")
-                 if meta[k] != (self.seed if k == "seed" else self.info.world)]
+        run = {"seed": self.seed, "world_size": self.info.world}
+        diff += [k for k, v in run.items() if meta[k] != v]
         old_print = meta.get("fingerprint") or {}
-        diff += [f"{k} ({'unrecorded' if k not in old_print else 'changed'})"
-                 for k in self.fingerprint if old_print.get(k) != self.fingerprint[k]]
-        if diff or not (last / "log.csv").is_file():
-            diff = diff or ["log.csv (missing)"]
+        diff += [f"{k} ({'changed' if k in old_print else 'unrecorded'})"
+                 for k, v in self.fingerprint.items() if old_print.get(k) != v]
+        if not (last / "log.csv").is_file():
+            diff.append("log.csv (missing)")
+        if diff:
             if not strict:
                 logger.warning("checkpoint %s belongs to another run (differs in %s): "
                                "discarded, training from scratch", last, ", ".join(diff))
@@ -582,8 +582,8 @@ class Trainer:
                 val = self.validate() if due else None
                 self.elapsed = self.elapsed_since(start)
                 self.log.append({"step": self.step, "loss": loss, "lr": lr, "val_map": val,
-                            "seconds": round(self.elapsed, 3),
-                            **{f"loss_{g}": v for g, v in parts.items()}})
+                                 "seconds": round(self.elapsed, 3),
+                                 **{f"loss_{g}": v for g, v in parts.items()}})
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if due:
