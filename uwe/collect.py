@@ -143,6 +143,7 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
     model) are listed under ``runs`` only."""
     results = load_runs(metrics_dir, "ablations", list(runs))
     out_runs, axes = {}, {a: [] for a in AXES}
+    base_values = {a: _factor(RunParams(), base, a) for a in AXES}
     for name, run in runs.items():
         agg = _aggregate_run(results[name])
         out_runs[name] = {"overrides": results[name].get("overrides", {}),
@@ -150,11 +151,11 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
                           "groups": agg["groups"]}
         if run.model is not None:
             continue
-        changed = [a for a in AXES if _factor(run, base, a) != _factor(RunParams(), base, a)]
+        values = {a: _factor(run, base, a) for a in AXES}
+        changed = [a for a in AXES if values[a] != base_values[a]]
         on_axes = AXES if not changed else changed if len(changed) == 1 else ()
         for axis in on_axes:
-            value = _factor(run, base, axis)
-            axes[axis].append({"run": name, "value": value, "reference": not changed,
+            axes[axis].append({"run": name, "value": values[axis], "reference": not changed,
                                "n_seeds": agg["n_seeds"], **agg["macro"]})
     for axis in AXES:
         axes[axis].sort(key=lambda e, a=axis: _axis_key(a, e["value"]))
