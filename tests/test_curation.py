@@ -197,6 +197,8 @@ def built(tmp_path_factory):
 
 def test_all_task_files_exist_and_load(built):
     _, out, report = built
+    (out.parent / "plain").mkdir(exist_ok=True)
+    assert out.stat().st_mode == (out.parent / "plain").stat().st_mode  # not tempfile's 0700
     for spec in T.TASKS:
         for family, splits in spec.splits:
             for split in splits:

@@ -39,6 +39,8 @@ def test_fetch_from_mirror_places_verified_files(tmp_path):
         assert (raw / rel).read_bytes() == content
     assert verify(manifest, raw) == []
     assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]  # no staging left behind
+    (raw.parent / "plain").mkdir()
+    assert raw.stat().st_mode == (raw.parent / "plain").stat().st_mode  # not tempfile's 0700
 
 
 def test_corrupted_mirror_file_fails_and_leaves_raw_dir_untouched(tmp_path):

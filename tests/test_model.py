@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -108,6 +109,9 @@ def test_save_load_round_trip(model, tmp_path):
     assert "model.safetensors" in files and "config.json" in files and "uwe_config.json" in files
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask  # not tempfile's private 0700
     cfg = json.loads((path / "uwe_config.json").read_text())
     assert cfg["scorer"] == "sli" and cfg["max_length"] == 64
     assert cfg["attention_temperature"] == 0.1 and cfg["uwe_version"]

@@ -67,11 +67,9 @@ Decisions (also returned in the report under ``"decisions"``; :data:`DECISIONS`)
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -83,6 +81,7 @@ import pyarrow.parquet as pq
 
 from uwe import audit as audit_lib
 from uwe import sources as src
+from uwe.io import file_sha256, make_temp_dir
 from uwe.splits import cap_dataset, check_fractions, split_entities
 from uwe.tasks import GRAPHS, RankingDataset, normalize_text
 
@@ -176,14 +175,6 @@ def write_dataset(root: Path, ds: RankingDataset) -> None:
     if ds.target_ids is not None:
         tcols["target_id"] = pa.array(ds.target_ids, pa.string())
     _write_parquet(d / "targets.parquet", tcols)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +630,7 @@ def curate(raw_dir: str | Path, out_dir: str | Path = "data/curated", *,
                     for k, ds in datasets.items()}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out)
     try:
         for ds in datasets.values():
             write_dataset(tmp, ds)
@@ -671,7 +662,7 @@ def curate(raw_dir: str | Path, out_dir: str | Path = "data/curated", *,
     inputs = {}
     for key, rel in src.RAW_FILES.items():
         p = raw / rel
-        inputs[key] = {"path": rel, "bytes": p.stat().st_size, "sha256": _sha256(p)}
+        inputs[key] = {"path": rel, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
     c.timings["total"] = round(time.perf_counter() - t_start, 2)
     # Timings are logged, not reported: the report is a metrics file and must be deterministic.
     logger.info("curation timings (s): %s", c.timings)

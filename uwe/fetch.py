@@ -22,11 +22,12 @@ import csv
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
+
+from uwe.io import file_sha256, make_temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def resolve_mirror(mirror: str | Path | None, repo_root: str | Path = ".") -> Pa
 
 
 def sha256_of(path: Path) -> str:
-    return pooch.file_hash(str(path), alg="sha256")
+    return file_sha256(path)
 
 
 def _fetch_one(entry: ManifestEntry, dest: Path, mirror: Path | None, existing: Path) -> str:
@@ -152,7 +153,7 @@ def fetch(
     mirror_dir = resolve_mirror(mirror, repo_root)
     log.info("fetching %d files into %s (mirror: %s)", len(entries), raw_dir, mirror_dir)
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.staging-", dir=raw_dir.parent))
+    staging = make_temp_dir(raw_dir, "staging")
     sources = {}
     try:
         for entry in entries:

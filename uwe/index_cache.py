@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from uwe.io import write_json
+from uwe.io import file_sha256, set_default_mode, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def index_kind(model: Any) -> str | None:
 
 # -- where target lists come from ------------------------------------------------------------
 def _file_digest(path: Path) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()
+    return bytes.fromhex(file_sha256(path))
 
 
 def task_source_key(root: str | Path, family: str, name: str, split: str) -> str | None:
@@ -433,6 +433,7 @@ def _write_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str,
     os.close(fd)
     try:
         save_file(arrays, tmp, metadata=metadata)
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

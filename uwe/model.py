@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from uwe import __version__
+from uwe.io import make_temp_dir
 from uwe.npinfer import length_groups
 from uwe.scoring import get_scorer, sli_dense_blocks, unit_and_norm
 from uwe.textcache import TextCache
@@ -342,7 +343,7 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = make_temp_dir(path)
     try:
         enc = model.encoder
         enc.backbone.save_pretrained(tmp)

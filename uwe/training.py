@@ -60,6 +60,7 @@ from safetensors.torch import load_model, save_model
 
 from uwe.batching import GraphBatch, MultiGraphBatcher
 from uwe.config import TrainParams
+from uwe.io import file_sha256, make_temp_dir
 from uwe.losses import MultiGraphInfoNCE
 from uwe.model import UWEModel, replace_dir, save
 from uwe.runtime import seed_everything
@@ -321,8 +322,7 @@ def run_fingerprint(graphs, data_root: str | Path) -> dict[str, str]:
     for name in sorted(graphs):
         path = Path(data_root) / "graphs" / f"{name}.parquet"
         if path.is_file():
-            with path.open("rb") as fh:
-                out[f"graph {name}"] = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[f"graph {name}"] = file_sha256(path)
     return out
 
 
@@ -415,8 +415,6 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Rewrite ``{ckpt}/last`` atomically (all ranks call: sampler/RNG states are gathered)."""
-        import tempfile
-
         local = {"rng": rng_state(self.device), "samplers": self.batcher.state_dict()}
         ranks: list[Any] = [local]
         if self.info.world > 1:
@@ -425,7 +423,7 @@ class Trainer:
         if not self.info.main:
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".last.tmp-", dir=self.ckpt_dir))
+        tmp = make_temp_dir(self.ckpt_dir / "last")
         try:
             save_model(self.model.encoder.backbone, str(tmp / "model.safetensors"))
             torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
@@ -466,7 +464,8 @@ class Trainer:
                 return
             raise ValueError(
                 f"checkpoint {last} was written by another run (it differs in "
-                f"{', '.join(diff)}); use resume=False or another checkpoint_dir")
+                f"{', '.join(diff)}); train from scratch (resume=False, scripts/train.py "
+                f"--no-resume) or pick another checkpoint_dir")
         load_model(self.model.encoder.backbone, str(last / "model.safetensors"),
                    device=str(self.device))
         state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
