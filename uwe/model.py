@@ -342,7 +342,6 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
     max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(path)
     try:
         enc = model.encoder
