@@ -55,8 +55,9 @@ def test_every_dependency_exists_or_is_produced_by_a_stage():
         next(iter(m)) for _, stage in _stage_items() for m in stage.get("metrics", [])
     }
 
-    def is_produced(dep: str) -> bool:  # an output, or a folder that holds outputs
-        return any(out == dep or out.startswith(dep.rstrip("/") + "/") for out in produced)
+    def is_produced(dep: str) -> bool:  # an output, a folder that holds outputs, or a path
+        return any(out == dep or out.startswith(dep.rstrip("/") + "/")  # inside an output
+                   or dep.startswith(out.rstrip("/") + "/") for out in produced)
 
     for name, stage in _stage_items():
         for dep in stage.get("deps", []):
@@ -185,3 +186,19 @@ def test_profile_params_are_tracked_for_every_profile():
             for p in PROFILES:
                 assert f"profiles.{p}.{sec}" in keys, (name, p, sec)
                 assert sec in PARAMS["profiles"][p], f"params.yaml: profiles.{p} lacks {sec!r}"
+
+
+def test_train_stage_depends_on_the_training_code_alone():
+    """`train` (and its checkpoint fingerprint) follow the training code only, so a tidy-up of
+    plotting, evaluation or the CLI does not retrain the model."""
+    from uwe.training import training_sources
+
+    stage = STAGES["train"]
+    nb = json.loads((REPO / CMD.match(stage["cmd"])["nb"]).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    deps = {d for d in stage["deps"] if d.startswith("uwe/")}
+    assert deps == _import_closure(code)
+    fingerprinted = {p.relative_to(REPO).as_posix() for p in training_sources()}
+    assert fingerprinted <= deps and "uwe/training.py" in fingerprinted
+    assert not {"uwe/plotting.py", "uwe/reporting.py", "uwe/evaluation.py"} & (
+        deps | fingerprinted)

@@ -13,8 +13,11 @@ batch of graph ``g``:
    ``max_length``), the partner is drawn among the right nodes that keep the pair within
    ``pair_max_tokens`` tokens (no pair when none fits): a truncated partner would otherwise
    bring positives whose text the encoder never sees;
-4. right items that occur twice are kept once (``dedup_right=True``);
-5. ``positive_mask[i, j]`` = left ``i`` is linked in the FULL graph to (a part of) right ``j``,
+4. optionally (``set_hard_negatives``, :mod:`uwe.negatives`) ``h`` extra right items per left
+   node, drawn uniformly from its pool of mined hard negatives (a node pool of ``-1`` only adds
+   nothing);
+5. right items that occur twice are kept once (``dedup_right=True``);
+6. ``positive_mask[i, j]`` = left ``i`` is linked in the FULL graph to (a part of) right ``j``,
    so a graph neighbour that lands in the batch is a positive, never a negative.
 
 Every draw comes from the sampler's own ``torch.Generator`` (CPU), so a batch sequence is a
@@ -78,6 +81,21 @@ class GraphSampler:
         self._neighbours = rights  # CSR: neighbours of left k = _neighbours[_offsets[k]:...+1]
         self._offsets = np.searchsorted(lefts, np.arange(len(self.left_texts) + 1))
         self._pair_partners(token_length, pair_max_tokens)
+        self._hard: np.ndarray | None = None
+        self.hard_count = 0
+
+    def set_hard_negatives(self, pool: np.ndarray, count: int) -> None:
+        """Mined pools ``(n_left, P)`` of right ids (``-1`` = none) and how many to add per
+        left node of a batch (``count >= 1``)."""
+        pool = np.asarray(pool, dtype=np.int64)
+        if pool.ndim != 2 or pool.shape[0] != self.n_left:
+            raise ValueError(f"{self.name}: hard-negative pool must be (n_left={self.n_left}, P), "
+                             f"got {pool.shape}")
+        if count < 1:
+            raise ValueError(f"{self.name}: hard negatives per left must be >= 1, got {count}")
+        if pool.size and (pool.max() >= self.n_right or pool.min() < -1):
+            raise ValueError(f"{self.name}: hard-negative pool holds ids outside the graph")
+        self._hard, self.hard_count = pool, int(count)
 
     def _pair_partners(self, token_length, max_tokens: int | None) -> None:
         """Right nodes sorted by token length, so the partners that keep a pair within
@@ -144,6 +162,13 @@ class GraphSampler:
                                                np.maximum(n_fit - 1, 0))]  # (B,)
             items = [(int(r), int(o)) if p and k > 0 and o != r else (int(r),)
                      for r, o, p, k in zip(right, other, pair, n_fit, strict=True)]
+        if self._hard is not None:
+            pool = self._hard[left]  # (B, P)
+            n = (pool >= 0).sum(1)  # (B,) pools are filled from the front
+            u = torch.rand(b, self.hard_count, generator=g, dtype=torch.float64).numpy()
+            pick = np.minimum((u * n[:, None]).astype(np.int64), np.maximum(n - 1, 0)[:, None])
+            hard = np.take_along_axis(pool, pick, 1)  # (B, h), -1 where the pool is empty
+            items += [(int(x),) for x in hard.reshape(-1) if x >= 0]
         if self.dedup_right:
             items = list(dict.fromkeys(items))
         texts = [PAIR_SEPARATOR.join(self.right_texts[k] for k in it) for it in items]
@@ -164,12 +189,14 @@ def graph_seed(seed: int, name: str) -> int:
 class MultiGraphBatcher:
     """One :class:`GraphSampler` per graph, each with its own generator seeded by
     :func:`graph_seed`; ``sample()`` -> ``{name: GraphBatch}`` in the graphs' order.
+    ``batch_size``: one size for every graph, or a mapping graph -> size.
 
     ``dedup_right=False`` keeps batch pairs aligned (right ``i`` is left ``i``'s sample), which
     the one-to-one loss variants need.
     """
 
-    def __init__(self, edges: Mapping[str, pd.DataFrame], batch_size: int, seed: int,
+    def __init__(self, edges: Mapping[str, pd.DataFrame], batch_size: int | Mapping[str, int],
+                 seed: int,
                  sentence_pair_prob: float = 0.0, pair_graphs: Iterable[str] = PAIR_GRAPHS,
                  dedup_right: bool = True,
                  token_length: Callable[[list[str]], np.ndarray] | None = None,
@@ -182,13 +209,17 @@ class MultiGraphBatcher:
         for name, df in edges.items():
             gen = torch.Generator().manual_seed(graph_seed(seed, name))
             prob = sentence_pair_prob if name in pair_graphs else 0.0
-            self.samplers[name] = GraphSampler(df, batch_size, gen, pair_prob=prob,
+            size = batch_size.get(name) if isinstance(batch_size, Mapping) else batch_size
+            if size is None:
+                raise ValueError(f"no batch size given for graph {name!r}")
+            self.samplers[name] = GraphSampler(df, size, gen, pair_prob=prob,
                                                dedup_right=dedup_right, name=name,
                                                token_length=token_length,
                                                pair_max_tokens=pair_max_tokens)
 
     @classmethod
-    def from_root(cls, names: Iterable[str], root: str | Path, batch_size: int, seed: int,
+    def from_root(cls, names: Iterable[str], root: str | Path, batch_size: int | Mapping[str, int],
+                  seed: int,
                   **kwargs) -> MultiGraphBatcher:
         """Read ``{root}/graphs/{name}.parquet`` for each name; a missing or empty file raises
         (FileNotFoundError / ValueError naming the file)."""

@@ -58,6 +58,7 @@ class BaselinesParams:
 class GraphParams:
     weight: float = 1.0
     temperature: float = 0.05
+    batch_size: int | None = None  # left nodes per batch of this graph; None = train.batch_size
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,17 @@ class TrainParams:
     eval_every: int = 200
     val_max_queries: int | None = 500
     sentence_pair_prob: float = 0.8
+    # embeddings + bottom K layers frozen, their outputs cached once per text (uwe.frozen)
+    frozen_layers: int = 0
+    frozen_cache_dtype: str = "float16"
+    frozen_cache_dir: str | None = None  # None: $UWE_CACHE_DIR/frozen or ~/.cache/uwe/frozen
+    # mined hard negatives (uwe.negatives): extra right items per left node of a batch, drawn
+    # from a pool of the `hard_negative_pool` most similar non-neighbours under the untuned
+    # model; `hard_negative_graphs` null = every graph
+    hard_negatives: int = 0
+    hard_negative_pool: int = 20
+    hard_negative_graphs: tuple[str, ...] | None = None
+    encode_chunk: int = 64  # texts per encoder forward in a training step
     device: str = "auto"
     precision: str = "auto"
     out_dir: str = "models/uwe"

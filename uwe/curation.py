@@ -464,6 +464,12 @@ class _Curation:
         jj = ((lab, a) for u, lab, alts in zip(self.occs["uri"], self.occs["label"],
                                                self.occs["alt_labels"], strict=True)
               if u in train_occ for a in alts)
+        sd = ((lab, d) for u, lab, d in zip(self.skills["uri"], self.skills["label"],
+                                            self.skills["description"], strict=True)
+              if u in train_skill and d)
+        jd = ((lab, d) for u, lab, d in zip(self.occs["uri"], self.occs["label"],
+                                            self.occs["description"], strict=True)
+              if u in train_occ and d)
         held_q = {u for u, s in self.pair_split.items() if s in HELD}
         self.ss_pairs_train = [(a, b) for a, b in zip(self.ssr["skill_uri"],
                                                       self.ssr["related_uri"], strict=True)
@@ -475,13 +481,16 @@ class _Curation:
             "sa": "ESCO v1.2.0 train skill preferred label <-> alt label",
             "jj": "ESCO v1.2.0 train occupation preferred label <-> alt label",
             "ss": "ESCO v1.2.0 skillSkillRelations, pairs with no val/test query skill",
+            "sd": "ESCO v1.2.0 train skill preferred label <-> its description",
+            "jd": "ESCO v1.2.0 train occupation preferred label <-> its description",
         }
         heldout = [ds for (fam, _, split), ds in self.datasets.items()
                    if fam == "heldout" and split in HELD]
         texts, pairs = audit_lib.leak_keys(heldout)
         out = {}
         stats = {}
-        for name, gen in (("sj", sj), ("sv", sv), ("sa", sa), ("jj", jj), ("ss", ss)):
+        for name, gen in (("sj", sj), ("sv", sv), ("sa", sa), ("jj", jj), ("ss", ss),
+                          ("sd", sd), ("jd", jd)):
             edges, n_dup = build_edges(gen)
             n_before = len(edges)
             edges, n_drop = audit_lib.drop_leaking_edges(name, edges, texts, pairs)

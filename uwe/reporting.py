@@ -188,3 +188,36 @@ def update_readme_results(readme: str | Path, body: str) -> bool:
         return False
     write_text_atomic(readme, new)
     return True
+
+
+RECIPES_START = "<!-- recipes:start -->"
+RECIPES_END = "<!-- recipes:end -->"
+RECIPE_KEYS = ("frozen_layers", "batch_size", "scorer", "attention_temperature", "lr", "steps",
+               "hard_negatives", "graphs")
+
+
+def recipe_table(folder: str | Path) -> str:
+    """Markdown table of the recipe-search results in ``folder`` (``*.json`` written by
+    ``scripts/recipe_search.py``), best val macro MAP first: the run, its overrides of the
+    cpu ``train`` config, val macro MAP and per-task-group MAP (%), training minutes, pairs
+    seen per graph. Raises FileNotFoundError when there is no result."""
+    TASK_GROUPS = task_lib.TASK_GROUPS
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no recipe results in {folder}")
+    rows = []
+    for path in files:
+        r = json.loads(path.read_text(encoding="utf-8"))
+        groups = {}
+        for g, members in TASK_GROUPS.items():
+            vals = [r["val_tasks"][t] for t in members if t in r["val_tasks"]]
+            groups[g] = f"{100 * sum(vals) / len(vals):.1f}" if vals else "–"
+        over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        pairs = r.get("pairs_per_graph") or {}
+        rows.append((r["val_map"], [r["run"], over or "(cpu config)", f"{100 * r['val_map']:.2f}",
+                                    *groups.values(), f"{r['train_minutes']:.1f}",
+                                    f"{max(pairs.values()):,}" if pairs else "0"]))
+    head = ["run", "overrides", "val macro MAP", *TASK_GROUPS, "train min", "pairs/graph"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(rows, key=lambda x: -x[0])]
+    return "\n".join(lines) + "\n"

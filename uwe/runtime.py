@@ -56,3 +56,42 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def uwe_imports(source: str) -> set[str]:
+    """``uwe`` module names imported anywhere in Python ``source`` (function-level imports
+    included; ``from uwe import x`` yields ``uwe.x``; relative imports count as ``uwe``)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "uwe"}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                module = "uwe" + ("." + module if module else "")
+            if module.split(".")[0] == "uwe":
+                found.add(module)
+                found |= {f"{module}.{a.name}" for a in node.names}
+    return found
+
+
+def import_closure(source: str) -> list[Path]:
+    """Files of the ``uwe`` modules ``source`` imports, directly or through other modules,
+    sorted (``uwe/__init__.py`` left out: a docstring and ``__version__``). What a stage's
+    DVC deps and a training checkpoint's code fingerprint cover."""
+    root = PACKAGE.parent
+    seen: set[Path] = set()
+    todo = list(uwe_imports(source))
+    while todo:
+        mod = todo.pop().replace(".", "/")
+        path = next((p for p in (root / f"{mod}.py", root / mod / "__init__.py") if p.is_file()),
+                    None)  # None: a name imported from a module, not a module
+        if path is not None and path not in seen:
+            seen.add(path)
+            todo += uwe_imports(path.read_text(encoding="utf-8"))
+    return sorted(seen - {PACKAGE / "__init__.py"})

@@ -82,8 +82,10 @@ def _check_file(path: Path) -> None:
         raise FileNotFoundError(f"raw file not found: {path} (run the fetch stage)")
 
 
-def read_zip_csv(path: str | Path, member: str, columns: Sequence[str]) -> pd.DataFrame:
-    """One CSV member of a zip, all cells as stripped strings ('' for empty)."""
+def read_zip_csv(path: str | Path, member: str, columns: Sequence[str],
+                 optional: Sequence[str] = ()) -> pd.DataFrame:
+    """One CSV member of a zip, all cells as stripped strings ('' for empty); ``optional``
+    columns are read when present and '' otherwise."""
     path = Path(path)
     _check_file(path)
     try:
@@ -97,7 +99,10 @@ def read_zip_csv(path: str | Path, member: str, columns: Sequence[str]) -> pd.Da
             df = pd.read_csv(fh, dtype=str, keep_default_na=False)
     where = _where(path, member)
     _check_columns(df, columns, where)
-    return df[list(columns)].apply(lambda s: s.str.strip())
+    for col in optional:
+        if col not in df.columns:
+            df[col] = ""
+    return df[[*columns, *optional]].apply(lambda s: s.str.strip())
 
 
 def read_csv_file(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -262,9 +267,11 @@ def _split_alt_labels(text: str) -> list[str]:
 
 
 def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.DataFrame:
-    """ESCO skills: ``uri, label, alt_labels (list[str], file order), skill_type``."""
+    """ESCO skills: ``uri, label, alt_labels (list[str], file order), skill_type, description``
+    (description '' where the file has none)."""
     where = _where(zip_path, member)
-    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "skillType"])
+    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "skillType"],
+                      optional=["description"])
     _require_nonempty(df, ["conceptUri", "preferredLabel"], where)
     dup = df.index[df["conceptUri"].duplicated()]
     if len(dup):
@@ -273,15 +280,17 @@ def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.Data
     out = pd.DataFrame({
         "uri": df["conceptUri"], "label": df["preferredLabel"],
         "alt_labels": [_split_alt_labels(a) for a in df["altLabels"]],
-        "skill_type": df["skillType"],
+        "skill_type": df["skillType"], "description": df["description"],
     })
     return _check_not_empty(out, where)
 
 
 def read_esco_occupations(zip_path: str | Path, member: str = ESCO_OCCUPATIONS) -> pd.DataFrame:
-    """ESCO occupations: ``uri, label, alt_labels (list[str]), isco_group``."""
+    """ESCO occupations: ``uri, label, alt_labels (list[str]), isco_group, description``
+    (description '' where the file has none)."""
     where = _where(zip_path, member)
-    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "iscoGroup"])
+    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "iscoGroup"],
+                      optional=["description"])
     _require_nonempty(df, ["conceptUri", "preferredLabel"], where)
     dup = df.index[df["conceptUri"].duplicated()]
     if len(dup):
@@ -290,7 +299,7 @@ def read_esco_occupations(zip_path: str | Path, member: str = ESCO_OCCUPATIONS) 
     out = pd.DataFrame({
         "uri": df["conceptUri"], "label": df["preferredLabel"],
         "alt_labels": [_split_alt_labels(a) for a in df["altLabels"]],
-        "isco_group": df["iscoGroup"],
+        "isco_group": df["iscoGroup"], "description": df["description"],
     })
     return _check_not_empty(out, where)
 

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 FAMILIES: tuple[str, ...] = ("full", "heldout", "zeroshot")
 SPLITS: tuple[str, ...] = ("val", "test")
-GRAPHS: tuple[str, ...] = ("sj", "sv", "sa", "jj", "ss")
+GRAPHS: tuple[str, ...] = ("sj", "sv", "sa", "jj", "ss", "sd", "jd")
 DEFAULT_ROOT = "data/curated"
 _CURATE_HINT = "run the curate stage first (uwe.curation.curate(raw_dir, out_dir))"
 

@@ -60,17 +60,18 @@ from safetensors.torch import load_model, save_model
 
 from uwe.batching import GraphBatch, MultiGraphBatcher
 from uwe.config import TrainParams
+from uwe.frozen import BottomCache, CachedTopEncoder, freeze_bottom
 from uwe.io import file_sha256, make_temp_dir
 from uwe.losses import MultiGraphInfoNCE
 from uwe.model import UWEModel, replace_dir, save
-from uwe.runtime import seed_everything
+from uwe.runtime import PACKAGE, import_closure, seed_everything
 
 logger = logging.getLogger(__name__)
 
 VAL_SEED = 0
 # TrainParams fields that may change between a checkpoint and its resumption.
 RESUME_FREE = ("max_minutes", "device", "precision", "out_dir", "checkpoint_dir", "eval_every",
-               "val_max_queries")
+               "val_max_queries", "frozen_cache_dir")
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -208,14 +209,18 @@ def encode_sides(encode, token_lengths, sides: list[list[str]], chunk: int = 64
 
 
 def step_scores(encode, model: UWEModel, batcher: MultiGraphBatcher,
-                batches: dict[str, GraphBatch], info: DistInfo, autocast
+                batches: dict[str, GraphBatch], info: DistInfo, autocast,
+                token_lengths=None, chunk: int = 64
                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Encode every graph's batch (:func:`encode_sides`) -> ``{graph: (scores, mask)}``;
-    scores ``(B_l, B_r)`` float32 (global batch when distributed)."""
+    """Encode every graph's batch (:func:`encode_sides`, ``chunk`` texts per forward) ->
+    ``{graph: (scores, mask)}``; scores ``(B_l, B_r)`` float32 (global batch when distributed).
+    ``token_lengths`` defaults to the model's tokenizer (a frozen-bottom encoder answers from
+    its cache)."""
     glob = global_batches(batcher, batches) if info.world > 1 else None
     sides = [x for b in batches.values() for x in (b.left_texts, b.right_texts)]
     with autocast:
-        encoded = encode_sides(encode, model.encoder.token_lengths, sides)
+        encoded = encode_sides(encode, token_lengths or model.encoder.token_lengths, sides,
+                               chunk=chunk)
     out = {}
     for k, (name, b) in enumerate(batches.items()):
         (l_emb, l_mask), (r_emb, r_mask) = encoded[2 * k], encoded[2 * k + 1]
@@ -310,20 +315,27 @@ class CsvLog:
 
 
 def run_fingerprint(graphs, data_root: str | Path) -> dict[str, str]:
-    """What a checkpoint's weights depend on besides the config and seed: sha256 of the ``uwe``
-    package's source (every module, by name and bytes), the torch version and sha256 of each
-    training graph file (``{data_root}/graphs/{name}.parquet``; a missing file is skipped, the
-    batcher names it)."""
-    pkg = Path(__file__).resolve().parent
+    """What a checkpoint's weights depend on besides the config and seed: sha256 of the source
+    of the ``uwe`` modules training runs (this module and every module it imports, directly or
+    through others: :func:`uwe.runtime.import_closure`; by name and bytes), the torch version
+    and sha256 of each training graph file (``{data_root}/graphs/{name}.parquet``; a missing
+    file is skipped, the batcher names it). A change to any other module (plotting,
+    evaluation, the CLI) keeps the checkpoint."""
     code = hashlib.sha256()
-    for path in sorted(pkg.rglob("*.py")):
-        code.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in training_sources():
+        code.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     out = {"code": code.hexdigest(), "torch": torch.__version__}
     for name in sorted(graphs):
         path = Path(data_root) / "graphs" / f"{name}.parquet"
         if path.is_file():
             out[f"graph {name}"] = file_sha256(path)
     return out
+
+
+def training_sources() -> list[Path]:
+    """The ``uwe`` source files a training run executes (this module's import closure)."""
+    return [PACKAGE / "training.py", *(p for p in import_closure("import uwe.training")
+                                       if p.name != "training.py")]
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -378,10 +390,14 @@ class Trainer:
         self.data_root, self.out_dir, self.ckpt_dir = data_root, out_dir, ckpt_dir
         self.progress = progress
         seed_everything(seed + info.rank)
+        t_init = time.perf_counter()
+        self.cache_info: dict | None = None
         self.model = UWEModel.from_backbone(cfg.backbone, cfg.scorer, cfg.attention_temperature,
                                             cfg.max_length, device=str(device))
+        freeze_bottom(self.model.encoder.backbone, cfg.frozen_layers)
         self.batcher = MultiGraphBatcher.from_root(
-            list(cfg.graphs), data_root, cfg.batch_size, seed + info.rank,
+            list(cfg.graphs), data_root,
+            {g: p.batch_size or cfg.batch_size for g, p in cfg.graphs.items()}, seed + info.rank,
             sentence_pair_prob=cfg.sentence_pair_prob,
             dedup_right=cfg.loss not in ("one_to_one", "symmetric"),
             token_length=self.model.encoder.token_lengths, pair_max_tokens=cfg.max_length)
@@ -399,10 +415,49 @@ class Trainer:
         self.resumed_from: int | None = None
         self.last_shapes: dict[str, list[int]] = {}
         self.last_loss: float | None = None
-        self.encode = self.model.encoder
+        self.encode: torch.nn.Module = self.model.encoder
+        self.top: CachedTopEncoder | None = None
+        if cfg.frozen_layers:
+            texts = [t for s in self.batcher.samplers.values()
+                     for t in (*s.left_texts, *s.right_texts)]
+            cache, hit = BottomCache.load_or_build(
+                self.model.encoder, cfg.frozen_layers, texts, dtype=cfg.frozen_cache_dtype,
+                cache_dir=cfg.frozen_cache_dir, progress=progress and info.main)
+            self.cache_info = {"texts": len(cache), "tokens": int(cache.tokens.shape[0]),
+                               "mib": round(cache.nbytes / 2**20, 1), "from_disk": hit,
+                               "seconds": round(time.perf_counter() - t_init, 1)}
+            self.encode = self.top = CachedTopEncoder(self.model.encoder, cfg.frozen_layers, cache)
+        self.hard_info: dict | None = None
+        if cfg.hard_negatives:
+            self._mine(cfg)
         self.fingerprint = run_fingerprint(cfg.graphs, data_root)
         self.log = CsvLog(["step", "loss", *[f"loss_{g}" for g in cfg.graphs], "lr", "seconds",
                            "val_map"])
+
+    def _mine(self, cfg: TrainParams) -> None:
+        """Hard-negative pools from the model as loaded (untuned), set on the samplers."""
+        from uwe.negatives import mine_graphs
+
+        if cfg.loss == "symmetric":
+            raise ValueError("train.hard_negatives needs a loss that accepts extra candidates "
+                             "(not 'symmetric', whose score matrix must be square)")
+        names = list(cfg.hard_negative_graphs or cfg.graphs)
+        unknown = sorted(set(names) - set(self.batcher.samplers))
+        if unknown:
+            raise ValueError(f"train.hard_negative_graphs names graphs not trained: {unknown}")
+        t0 = time.perf_counter()
+        was = self.encode.training
+        self.encode.eval()
+        try:
+            pools = mine_graphs({n: self.batcher.samplers[n] for n in names}, self.encode,
+                                self.token_lengths, cfg.hard_negative_pool)
+        finally:
+            self.encode.train(was)
+        for name, pool in pools.items():
+            self.batcher.samplers[name].set_hard_negatives(pool, cfg.hard_negatives)
+        self.hard_info = {"graphs": names, "pool": cfg.hard_negative_pool,
+                          "per_left": cfg.hard_negatives,
+                          "seconds": round(time.perf_counter() - t0, 1)}
 
     # -- checkpoints -----------------------------------------------------------------------
     def meta(self) -> dict:
@@ -486,19 +541,25 @@ class Trainer:
         cfg = self.cfg
         return {"train": _jsonable(dataclasses.asdict(cfg)), "seed": self.seed,
                 "step": self.step, "world_size": self.info.world,
-                "graphs": {g: dataclasses.asdict(p) for g, p in cfg.graphs.items()},
+                "graphs": {g: {k: v for k, v in dataclasses.asdict(p).items() if v is not None}
+                           for g, p in cfg.graphs.items()},
                 # relative to the model folder, so the config names no machine's paths
                 "data": {"root": os.path.relpath(self.data_root, self.out_dir),
                          "graph_edges": self.batcher.edge_counts()},
                 "val": val}
 
     # -- steps -------------------------------------------------------------------------------
+    @property
+    def token_lengths(self):
+        return (self.top or self.model.encoder).token_lengths
+
     def train_step(self) -> tuple[float, dict[str, float], float]:
         """One optimizer step; returns (loss, per-graph losses, lr used)."""
         batches = self.batcher.sample()
         lr = float(self.opt.param_groups[0]["lr"])
         scored = step_scores(self.encode, self.model, self.batcher, batches, self.info,
-                             self.autocast)
+                             self.autocast, token_lengths=self.token_lengths,
+                             chunk=self.cfg.encode_chunk)
         loss, parts = self.loss_fn(scored)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step + 1} "
@@ -566,8 +627,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # no buffer broadcast: BERT-like buffers are constants, and ranks may run different
             # numbers of forwards per step (encode_sides chunks a rank's own texts)
-            self.encode = DistributedDataParallel(self.model.encoder, device_ids=ids,
-                                                  broadcast_buffers=False)
+            self.encode = DistributedDataParallel(self.top or self.model.encoder,
+                                                  device_ids=ids, broadcast_buffers=False)
         self.model.encoder.train()
         self._base_elapsed, start = self.elapsed, time.perf_counter()
         stopped, due = None, False
@@ -585,6 +646,9 @@ class Trainer:
                                  **{f"loss_{g}": v for g, v in parts.items()}})
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
+                if main and not self.progress and self.step % 25 == 0:
+                    logger.info("step %d/%d loss %.4f (%.0f s)", self.step, cfg.steps, loss,
+                                self.elapsed)
                 if due:
                     self.save_checkpoint()
                 stopped = self.should_stop(flag, start)
@@ -604,7 +668,8 @@ class Trainer:
                 "seconds": round(self.elapsed, 2), "graph_edges": self.batcher.edge_counts(),
                 "stopped": stopped, "resumed_from": self.resumed_from,
                 "val_history": self.history, "global_batch": self.last_shapes,
-                "last_loss": self.last_loss,
+                "last_loss": self.last_loss, "frozen_cache": self.cache_info,
+                "hard_negatives": self.hard_info,
                 "world_size": self.info.world, "rank": self.info.rank,
                 "out_dir": str(self.out_dir) if stopped != "signal" and self.info.main else None}
 
