@@ -156,3 +156,18 @@ def test_sampler_adds_hard_negatives_that_stay_positives_where_linked():
     assert b.positive_mask[row["a"], col["x"]] and not b.positive_mask[row["b"], col["x"]]
     with pytest.raises(ValueError, match="pool must be"):
         s.set_hard_negatives(np.zeros((2, 1), np.int64), 1)
+
+
+def test_mined_pools_are_stored_and_reused(setup, tmp_path):
+    backbone, root = setup
+    cfg = tiny_cfg(backbone, steps=2, eval_every=0, frozen_layers=1, hard_negatives=2,
+                   hard_negative_pool=4, hard_negative_graphs=("sj", "jj"),
+                   frozen_cache_dir=str(tmp_path / "cache"))
+    first = run(cfg, root, tmp_path / "a")
+    pools = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("hardneg-*.npy"))
+    assert pools == ["jj", "sj"] and first["hard_negatives"]["graphs"] == ["sj", "jj"]
+    again = run(cfg, root, tmp_path / "b")
+    assert again["last_loss"] == first["last_loss"]
+    with pytest.raises(ValueError, match="not trained"):
+        run(tiny_cfg(backbone, steps=1, hard_negatives=1, hard_negative_graphs=("xx",)), root,
+            tmp_path / "c")

@@ -132,3 +132,32 @@ def test_the_repository_readme_has_one_results_section():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert text.count(reporting.RESULTS_START) == 1 and text.count(reporting.RESULTS_END) == 1
     assert text.index(reporting.RESULTS_START) < text.index(reporting.RESULTS_END)
+
+
+def _recipe(folder, run, val, tasks, overrides, minutes=1.0, steps=10):
+    (folder / f"{run}.json").write_text(json.dumps({
+        "run": run, "overrides": overrides, "val_map": val, "val_tasks": tasks,
+        "train_minutes": minutes, "steps": steps, "pairs_per_graph": {"sj": steps * 128}}))
+
+
+def test_recipe_table_is_made_from_the_result_files(tmp_path):
+    tasks = {"job2skill": 0.1, "skill2job": 0.3, "skill_extraction_house": 0.4,
+             "skill_extraction_tech": 0.6}
+    _recipe(tmp_path, "a", 0.40, tasks, {"lr": 1e-4})
+    _recipe(tmp_path, "b", 0.45, {**tasks, "job2skill": 0.2}, {"scorer": "mean"}, 2.5)
+    table = reporting.recipe_table(tmp_path)
+    lines = table.strip().splitlines()
+    assert lines[2].startswith("| b | scorer=mean | 45.00 | 20.0 |")  # best first
+    assert "| 50.0 |" in lines[3]  # skill_extraction = mean of house and tech
+    assert "| 2.5 | 1,280 |" in lines[2]
+    _recipe(tmp_path, "a", 0.50, tasks, {"lr": 1e-4})  # a result changes: so does the table
+    assert reporting.recipe_table(tmp_path).strip().splitlines()[2].startswith("| a |")
+    with pytest.raises(FileNotFoundError, match="no recipe results"):
+        reporting.recipe_table(tmp_path / "none")
+
+
+def test_the_readme_recipe_table_is_the_one_generated_from_metrics(repo_root):
+    text = (repo_root / "README.md").read_text()
+    start, end = text.index(reporting.RECIPES_START), text.index(reporting.RECIPES_END)
+    body = text[start + len(reporting.RECIPES_START):end].strip()
+    assert body == reporting.recipe_table(repo_root / "metrics" / "recipes").strip()

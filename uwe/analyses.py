@@ -91,14 +91,23 @@ def variant_train_params(base: TrainParams, run: RunParams, budget: BudgetParams
                                "checkpoint_dir": f"{out_dir}/seed<k>.ckpt"}
     if budget.val_max_queries != 0:
         changes["val_max_queries"] = budget.val_max_queries
-    if budget.batch_size is not None:
+    graphs = dict(base.graphs)
+    if budget.batch_size is not None:  # the batch of every graph (per-graph sizes dropped)
         changes["batch_size"] = budget.batch_size
+        graphs = {g: dataclasses.replace(p, batch_size=None) for g, p in graphs.items()}
     if run.graphs is not None:
         unknown = [g for g in run.graphs if g not in base.graphs]
         if unknown or not run.graphs:
             raise ValueError(f"run graphs {list(run.graphs)}: unknown or empty; "
                              f"train.graphs has {list(base.graphs)}")
-        changes["graphs"] = {g: base.graphs[g] for g in run.graphs}
+        graphs = {g: graphs[g] for g in run.graphs}
+    if graphs != base.graphs:
+        changes["graphs"] = graphs
+    if base.hard_negative_graphs is not None:  # mined only on graphs the run trains
+        kept = tuple(g for g in base.hard_negative_graphs if g in graphs)
+        changes["hard_negative_graphs"] = kept
+        if not kept:
+            changes["hard_negatives"] = 0
     if run.scorer is not None:
         get_scorer(run.scorer)  # ValueError naming the valid scorers
         changes["scorer"] = run.scorer
@@ -106,6 +115,8 @@ def variant_train_params(base: TrainParams, run: RunParams, budget: BudgetParams
         if run.loss not in VARIANTS:
             raise ValueError(f"unknown loss {run.loss!r}; valid: {list(VARIANTS)}")
         changes["loss"] = run.loss
+        if run.loss == "symmetric":  # a square score matrix: no extra mined candidates
+            changes["hard_negatives"] = 0
     if run.attention_temperature is not None:
         changes["attention_temperature"] = run.attention_temperature
     return dataclasses.replace(base, **changes)

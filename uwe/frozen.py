@@ -176,7 +176,8 @@ class BottomCache:
     ``dtype`` (``tokens``), per-text ``start`` / ``length`` (int64) and ``row`` (text -> id)."""
 
     def __init__(self, texts: list[str], tokens: torch.Tensor, start: torch.Tensor,
-                 length: torch.Tensor):
+                 length: torch.Tensor, key: str | None = None):
+        self.key = key  # cache_key of the contents, when known
         self.texts = list(texts)
         self.row = {t: i for i, t in enumerate(self.texts)}
         self.tokens, self.start, self.length = tokens, start, length
@@ -234,10 +235,12 @@ class BottomCache:
         from safetensors.torch import load_file, save_file
 
         texts = list(dict.fromkeys(texts))
-        if cache_dir == "":
-            return cls.build(encoder, k, texts, dtype, progress=progress), False
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         key = cache_key(encoder, k, texts, dtype)
+        if cache_dir == "":
+            cache = cls.build(encoder, k, texts, dtype, progress=progress)
+            cache.key = key
+            return cache, False
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = folder / f"bottom{k}-{key[:24]}.safetensors"
         if path.is_file():
             try:
@@ -247,11 +250,12 @@ class BottomCache:
                       and int(t["length"].sum()) == t["tokens"].shape[0])
                 if ok:
                     logger.info("frozen bottom cache read from %s", path)
-                    return cls(texts, t["tokens"], t["start"], t["length"]), True
+                    return cls(texts, t["tokens"], t["start"], t["length"], key), True
                 logger.warning("frozen bottom cache %s does not match its key: rebuilt", path)
             except Exception as err:  # a damaged file is a miss
                 logger.warning("frozen bottom cache %s unreadable (%s): rebuilt", path, err)
         cache = cls.build(encoder, k, texts, dtype, progress=progress)
+        cache.key = key
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
         os.close(fd)

@@ -19,9 +19,13 @@ mining here is per left node over the graph's right nodes:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,15 +74,45 @@ def mine_pool(left: np.ndarray, right: np.ndarray, offsets: np.ndarray, neighbou
     return out
 
 
-def mine_graphs(samplers: dict, encode: Callable, token_lengths: Callable, pool: int
+def mine_graphs(samplers: dict, encode: Callable, token_lengths: Callable, pool: int,
+                model_key: str | None = None, cache_dir: str | Path | None = None
                 ) -> dict[str, np.ndarray]:
-    """``{graph: (n_left, pool) int64}`` for every sampler (:class:`GraphSampler`)."""
+    """``{graph: (n_left, pool) int64}`` for every sampler (:class:`GraphSampler`); read from
+    / stored in ``cache_dir`` when ``model_key`` names the model (``""`` dir: memory only)."""
     t0 = time.perf_counter()
-    out = {}
+    out, hits = {}, []
     for name, s in samplers.items():
+        path = None
+        if model_key is not None and cache_dir != "":
+            from uwe.frozen import default_cache_dir
+
+            h = hashlib.sha256(f"hardneg-v1|{model_key}|{pool}|".encode())
+            h.update(s._edge_keys.tobytes())
+            h.update("\0".join(s.left_texts).encode() + b"\1" + "\0".join(s.right_texts).encode())
+            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            path = folder / f"hardneg-{name}-{h.hexdigest()[:24]}.npy"
+            if path.is_file():
+                try:
+                    arr = np.load(path, allow_pickle=False)
+                    if arr.shape == (s.n_left, pool) and arr.dtype == np.int64:
+                        out[name] = arr
+                        hits.append(name)
+                        continue
+                except (OSError, ValueError) as err:
+                    logger.warning("hard-negative pool %s unreadable (%s): mined again", path, err)
         left = embed_mean(encode, token_lengths, s.left_texts)
         right = embed_mean(encode, token_lengths, s.right_texts)
         out[name] = mine_pool(left, right, s._offsets, s._neighbours, pool)
-    logger.info("hard negatives: pools of %d mined for %s in %.0f s", pool, list(out),
-                time.perf_counter() - t0)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy",
+                                           dir=path.parent)
+                with os.fdopen(fd, "wb") as fh:
+                    np.save(fh, out[name], allow_pickle=False)
+                os.replace(tmp, path)
+            except OSError as err:
+                logger.warning("hard-negative pool not stored in %s: %s", path.parent, err)
+    logger.info("hard negatives: pools of %d for %s (%s from disk) in %.0f s", pool, list(out),
+                hits or "none", time.perf_counter() - t0)
     return out

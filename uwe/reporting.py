@@ -192,8 +192,6 @@ def update_readme_results(readme: str | Path, body: str) -> bool:
 
 RECIPES_START = "<!-- recipes:start -->"
 RECIPES_END = "<!-- recipes:end -->"
-RECIPE_KEYS = ("frozen_layers", "batch_size", "scorer", "attention_temperature", "lr", "steps",
-               "hard_negatives", "graphs")
 
 
 def recipe_table(folder: str | Path) -> str:

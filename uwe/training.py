@@ -338,6 +338,26 @@ def training_sources() -> list[Path]:
                                        if p.name != "training.py")]
 
 
+def cache_texts(batcher: MultiGraphBatcher, data_root: str | Path) -> list[str]:
+    """Texts the frozen-bottom cache holds: every text of every known training graph on disk
+    (``uwe.tasks.GRAPHS`` under ``{data_root}/graphs``), not only of the graphs this run
+    trains on, so that runs on subsets of the graphs (transfer, ablations) share one cache;
+    then any text of the batcher's graphs not among them."""
+    from uwe.tasks import GRAPHS, load_graph
+
+    texts: list[str] = []
+    for name in GRAPHS:
+        if name in batcher.samplers:
+            s = batcher.samplers[name]
+            texts += [*s.left_texts, *s.right_texts]
+        elif (Path(data_root) / "graphs" / f"{name}.parquet").is_file():
+            g = load_graph(name, data_root)
+            texts += [*g["left"].astype(str), *g["right"].astype(str)]
+    for s in batcher.samplers.values():
+        texts += [*s.left_texts, *s.right_texts]
+    return list(dict.fromkeys(texts))
+
+
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -417,9 +437,9 @@ class Trainer:
         self.last_loss: float | None = None
         self.encode: torch.nn.Module = self.model.encoder
         self.top: CachedTopEncoder | None = None
+        self.model_key: str | None = None  # names the untuned model for the mined-pool cache
         if cfg.frozen_layers:
-            texts = [t for s in self.batcher.samplers.values()
-                     for t in (*s.left_texts, *s.right_texts)]
+            texts = cache_texts(self.batcher, data_root)
             cache, hit = BottomCache.load_or_build(
                 self.model.encoder, cfg.frozen_layers, texts, dtype=cfg.frozen_cache_dtype,
                 cache_dir=cfg.frozen_cache_dir, progress=progress and info.main)
@@ -427,6 +447,7 @@ class Trainer:
                                "mib": round(cache.nbytes / 2**20, 1), "from_disk": hit,
                                "seconds": round(time.perf_counter() - t_init, 1)}
             self.encode = self.top = CachedTopEncoder(self.model.encoder, cfg.frozen_layers, cache)
+            self.model_key = cache.key
         self.hard_info: dict | None = None
         if cfg.hard_negatives:
             self._mine(cfg)
@@ -450,7 +471,8 @@ class Trainer:
         self.encode.eval()
         try:
             pools = mine_graphs({n: self.batcher.samplers[n] for n in names}, self.encode,
-                                self.token_lengths, cfg.hard_negative_pool)
+                                self.token_lengths, cfg.hard_negative_pool,
+                                model_key=self.model_key, cache_dir=cfg.frozen_cache_dir)
         finally:
             self.encode.train(was)
         for name, pool in pools.items():
