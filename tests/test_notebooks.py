@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
 # analysis runs executed here: each kind of run (untuned backbone, one graph, an existing model,
 # the reference and one override with two seeds); and two latency models (SLI + its backbone)
-ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_mean")}
+ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_sli")}
 LATENCY_MODELS = ("uwe", "all-MiniLM-L6-v2")
 
 
@@ -51,6 +51,7 @@ def smoke_root(tmp_path_factory):
         # the profiles' overrides of the removed runs (smoke's `sv`) stay: uwe.config drops them
     params["latency"]["models"] = {k: v for k, v in params["latency"]["models"].items()
                                    if k in LATENCY_MODELS}
+    params["train"]["frozen_cache_dir"] = str(root / "frozen_cache")  # never the user's cache
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy(REPO / "README.md", root / "README.md")
     (root / "data").mkdir()
@@ -173,8 +174,8 @@ def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
             assert not list(run_dir.glob("*.ckpt")), "checkpoints are removed after training"
     sj = json.loads((analysed_root / "metrics" / "transfer" / "sj.json").read_text())
     assert sj["train"]["graphs"].keys() == {"sj"} and sj["model_info"]["graphs"] == ["sj"]
-    mean = json.loads((analysed_root / "metrics" / "ablations" / "scorer_mean.json").read_text())
-    assert mean["model_info"]["scorer"] == "mean"
+    mean = json.loads((analysed_root / "metrics" / "ablations" / "scorer_sli.json").read_text())
+    assert mean["model_info"]["scorer"] == "sli"
 
 
 def test_latency_notebook_times_uwe_and_its_backbone(analysed_root):
