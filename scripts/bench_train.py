@@ -33,6 +33,8 @@ from pathlib import Path
 
 OPTIONS = {
     "configured": {},
+    # the step before frozen-bottom caching: full fine-tune, batch 32, SLI
+    "before_k0_b32_sli": {"frozen_layers": 0, "batch_size": 32, "scorer": "sli"},
     "k0_b32": {"frozen_layers": 0, "batch_size": 32},
     "k3_b32": {"frozen_layers": 3, "batch_size": 32},
     "k3_b128": {"frozen_layers": 3, "batch_size": 128},
