@@ -147,9 +147,11 @@ def test_recipe_table_is_made_from_the_result_files(tmp_path):
     _recipe(tmp_path, "b", 0.45, {**tasks, "job2skill": 0.2}, {"scorer": "mean"}, 2.5)
     table = reporting.recipe_table(tmp_path)
     lines = table.strip().splitlines()
-    assert lines[2].startswith("| b | scorer=mean | 45.00 | 20.0 |")  # best first
+    assert lines[2].startswith("| b | scorer=mean | 45.00 | – | 20.0 |")  # best first
     assert "| 50.0 |" in lines[3]  # skill_extraction = mean of house and tech
     assert "| 2.5 | 1,280 |" in lines[2]
+    _recipe(tmp_path, "u", 0.30, tasks, {"scorer": "mean", "untuned": True}, 0.0, 0)
+    assert "| b | scorer=mean | 45.00 | +15.00 |" in reporting.recipe_table(tmp_path)
     _recipe(tmp_path, "a", 0.50, tasks, {"lr": 1e-4})  # a result changes: so does the table
     assert reporting.recipe_table(tmp_path).strip().splitlines()[2].startswith("| a |")
     with pytest.raises(FileNotFoundError, match="no recipe results"):

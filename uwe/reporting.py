@@ -194,28 +194,45 @@ RECIPES_START = "<!-- recipes:start -->"
 RECIPES_END = "<!-- recipes:end -->"
 
 
+def _recipe_value(v) -> str:
+    if isinstance(v, dict):  # e.g. add_graphs: {sd: {weight, temperature, batch_size}}
+        return "+".join(f"{k}({', '.join(f'{a}={b}' for a, b in sorted(x.items()))})"
+                        if isinstance(x, dict) else f"{k}={x}" for k, x in sorted(v.items()))
+    return str(v)
+
+
 def recipe_table(folder: str | Path) -> str:
     """Markdown table of the recipe-search results in ``folder`` (``*.json`` written by
     ``scripts/recipe_search.py``), best val macro MAP first: the run, its overrides of the
-    cpu ``train`` config, val macro MAP and per-task-group MAP (%), training minutes, pairs
-    seen per graph. Raises FileNotFoundError when there is no result."""
-    TASK_GROUPS = task_lib.TASK_GROUPS
+    cpu ``train`` config, val macro MAP, its gain over the untuned backbone with the same
+    scorer (the ``untuned=True`` result of that scorer, when there is one), MAP per task group
+    (%), minutes from start to end (cache read or build, mining, training, validation) and
+    pairs seen per graph. Raises FileNotFoundError when there is no result."""
+    groups_of = task_lib.TASK_GROUPS
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise FileNotFoundError(f"no recipe results in {folder}")
+    results = [json.loads(path.read_text(encoding="utf-8")) for path in files]
+    untuned = {r["overrides"].get("scorer"): r["val_map"] for r in results
+               if r["overrides"].get("untuned")}
     rows = []
-    for path in files:
-        r = json.loads(path.read_text(encoding="utf-8"))
+    for r in results:
         groups = {}
-        for g, members in TASK_GROUPS.items():
+        for g, members in groups_of.items():
             vals = [r["val_tasks"][t] for t in members if t in r["val_tasks"]]
             groups[g] = f"{100 * sum(vals) / len(vals):.1f}" if vals else "–"
-        over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        over = ", ".join(f"{k}={_recipe_value(v)}" for k, v in r["overrides"].items())
+        scorer = r.get("train", {}).get("scorer", r["overrides"].get("scorer"))
+        base = untuned.get(scorer)
+        gain = ("–" if base is None or r["overrides"].get("untuned")
+                else f"{100 * (r['val_map'] - base):+.2f}")
         pairs = r.get("pairs_per_graph") or {}
+        minutes = r.get("total_minutes", r["train_minutes"])
         rows.append((r["val_map"], [r["run"], over or "(cpu config)", f"{100 * r['val_map']:.2f}",
-                                    *groups.values(), f"{r['train_minutes']:.1f}",
+                                    gain, *groups.values(), f"{minutes:.1f}",
                                     f"{max(pairs.values()):,}" if pairs else "0"]))
-    head = ["run", "overrides", "val macro MAP", *TASK_GROUPS, "train min", "pairs/graph"]
+    head = ["run", "overrides", "val macro MAP", "gain vs untuned", *groups_of, "minutes",
+            "pairs/graph"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(rows, key=lambda x: -x[0])]
     return "\n".join(lines) + "\n"
