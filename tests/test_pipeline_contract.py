@@ -4,7 +4,6 @@ outputs, no absolute paths and no function definitions."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from uwe.config import PROFILES
+from uwe.runtime import uwe_imports
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -67,18 +67,7 @@ def test_every_dependency_exists_or_is_produced_by_a_stage():
 
 def _uwe_imports(source: str) -> set[str]:
     """``uwe`` modules imported anywhere in ``source`` (function-level imports included)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "uwe"}
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative, inside the package
-                module = "uwe" + ("." + module if module else "")
-            if module.split(".")[0] == "uwe":
-                found.add(module)
-                found |= {f"{module}.{a.name}" for a in node.names}  # `from uwe import x`
-    return found
+    return uwe_imports(source)
 
 
 def _module_file(module: str) -> str | None:
