@@ -34,7 +34,7 @@ def test_every_configured_run_resolves(profile):
             if spec.trains:
                 assert spec.train.steps == section.budget.steps
                 assert set(spec.train.graphs) <= set(params.train.graphs)
-                assert spec.seeds == section.budget.seeds
+                assert spec.seeds == (run.seeds or section.budget.seeds)
             else:
                 assert spec.seeds == (None,)
 
@@ -98,6 +98,18 @@ def test_run_spec_errors_name_the_run(tmp_path):
         analyses.run_spec(params, "transfer", "nope")
     with pytest.raises(ValueError, match="unknown analysis group"):
         analyses.run_spec(params, "sweeps", "cold")
+
+
+def test_a_run_may_set_its_own_seeds(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("ablations:\n  budget: {seeds: [0, 1, 2]}\n  runs:\n    ref: {}\n"
+                    "    few: {scorer: sli, seeds: [0, 1]}\n"
+                    "transfer:\n  runs:\n    cold: {model: untuned, seeds: [0, 1]}\n")
+    params = load_params(path)
+    assert analyses.run_spec(params, "ablations", "ref").seeds == (0, 1, 2)
+    assert analyses.run_spec(params, "ablations", "few").seeds == (0, 1)
+    with pytest.raises(ValueError, match=r"transfer\.runs\.cold.*seeds"):
+        analyses.run_spec(params, "transfer", "cold")  # nothing trained: nothing to seed
 
 
 def test_paths_of_a_run(tmp_path):

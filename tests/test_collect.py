@@ -107,6 +107,22 @@ def test_ablation_axes(tmp_path):
     assert len(frame) == 3 + 1 + 3 + 3
 
 
+def test_attention_axis_holds_the_sli_runs_when_the_reference_is_mean_pooled(tmp_path):
+    base = TrainParams(scorer="mean", graphs={g: GraphParams() for g in ("sj", "sv")})
+    runs = {"reference": RunParams(), "scorer_sli": RunParams(scorer="sli"),
+            "sli_0p5": RunParams(scorer="sli", attention_temperature=0.5),
+            "sli_0p05": RunParams(scorer="sli", attention_temperature=0.05),
+            "maxsim": RunParams(scorer="maxsim"),
+            "sli_sj": RunParams(scorer="sli", graphs=("sj",))}
+    for k, name in enumerate(runs):
+        _write_run(tmp_path, "ablations", name, [_evaluation(0.1 + k / 100, 0.3)])
+    out = collect.collect_ablations(tmp_path, runs, base)
+    assert [(e["run"], e["value"]) for e in out["axes"]["attention_temperature"]] == [
+        ("sli_0p05", 0.05), ("scorer_sli", 0.1), ("sli_0p5", 0.5)]
+    assert [e["run"] for e in out["axes"]["scorer"]] == ["reference", "maxsim", "scorer_sli"]
+    assert not any(e["reference"] for e in out["axes"]["attention_temperature"])
+
+
 def test_graphs_label():
     base = ["sj", "sv", "sa", "jj", "ss"]
     assert collect.graphs_label(["ss", "jj", "sa", "sv", "sj"], base) == "all"

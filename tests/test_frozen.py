@@ -14,7 +14,7 @@ from test_training import read_log, run, tiny_cfg, write_tiny_curated
 
 from uwe import training
 from uwe.batching import GraphSampler
-from uwe.frozen import BottomCache, CachedTopEncoder, cache_key, freeze_bottom
+from uwe.frozen import BottomCache, CachedTopEncoder, cache_key, freeze_bottom, use_cached_bottom
 from uwe.model import TokenEncoder
 from uwe.negatives import mine_pool
 
@@ -171,3 +171,30 @@ def test_mined_pools_are_stored_and_reused(setup, tmp_path):
     with pytest.raises(ValueError, match="not trained"):
         run(tiny_cfg(backbone, steps=1, hard_negatives=1, hard_negative_graphs=("xx",)), root,
             tmp_path / "c")
+
+
+def test_evaluation_through_the_cached_bottom_scores_as_the_full_model(setup, tmp_path):
+    """A model trained with frozen_layers=2 scored through the backbone's cached bottom
+    (uwe.frozen.use_cached_bottom, the analyses' evaluation) equals its full forward; a model
+    whose bottom differs from the backbone's is left alone."""
+    from uwe.analyses import evaluation_bottom, frozen_layers_of
+    from uwe.model import load
+
+    backbone, root = setup
+    cfg = tiny_cfg(backbone, steps=3, eval_every=0, lr=3e-3, frozen_layers=2,
+                   frozen_cache_dir=str(tmp_path / "cache"))
+    run(cfg, root, tmp_path)
+    queries, targets = TEXTS[:4], [*TEXTS[2:], "python"]  # "python" not in the cache
+    model = load(tmp_path / "model")
+    assert frozen_layers_of(model) == 2
+    full = model.score(queries, targets)
+    cache, reference = evaluation_bottom(model, 2, TEXTS, str(tmp_path / "cache"))
+    assert use_cached_bottom(model, cache, 2, reference)
+    assert isinstance(model.encoder, CachedTopEncoder)
+    np.testing.assert_allclose(model.score(queries, targets), full, atol=1e-5)
+    assert model.encoder.misses > 0  # the text the cache lacks went through the bottom
+    other = load(tmp_path / "model")
+    with torch.no_grad():
+        other.encoder.backbone.embeddings.word_embeddings.weight[0, 0] += 1.0
+    assert not use_cached_bottom(other, cache, 2, reference)
+    assert not use_cached_bottom(load(tmp_path / "model"), cache, 0, reference)

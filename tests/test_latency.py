@@ -84,3 +84,18 @@ def test_report_and_frame_with_a_lexical_baseline(tmp_path):
     results = [{"model": "tfidf_char", "macro": {"map": 0.25}}]
     frame = latency.latency_frame(report, results)
     assert frame.loc[0, "model"] == "tfidf_char" and frame.loc[0, "macro MAP"] == 25.0
+
+
+def test_untuned_scorer_spec_times_uwe_architecture_on_the_backbone(tmp_path):
+    from test_frozen import make_backbone
+
+    backbone = make_backbone(tmp_path / "bert", layers=2)
+    report = latency.latency_report({"sli_untuned": "untuned:sli"}, ["python", "nursing care"],
+                                    ["data scientist", "nurse"], root=tmp_path, device="cpu",
+                                    backbone=backbone, max_length=16, warmup=1, repeats=2,
+                                    throughput_batch=2, throughput_batches=1)
+    entry = report["models"]["sli_untuned"]
+    assert (entry["kind"], entry["scorer"]) == ("uwe", "sli")
+    assert entry["latency_ms"]["median"] > 0
+    with pytest.raises(ValueError, match="needs the backbone"):
+        latency.load_for_latency("untuned:sli", tmp_path)

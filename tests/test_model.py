@@ -182,3 +182,24 @@ def test_merged_buckets_hold_one_length_each_and_every_text_once(model, cache_mb
     for b in merged:
         for i, row in zip(b.index, b.emb, strict=True):
             torch.testing.assert_close(row, emb[int(i)], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scorer", model_lib.POOLED_TARGET_SCORERS)
+def test_pooled_target_path_masks_padding(model, scorer):
+    """mean / sli_mean_target score padded buckets with one product against the index's pooled
+    targets (TargetIndex.pooled); padded positions, even NaN, never count."""
+    from uwe.model import Bucket, TargetIndex
+
+    torch.manual_seed(0)
+    emb = torch.randn(3, 4, 8)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    emb[~mask] = float("nan")
+    m = UWEModel(model.encoder, scorer=scorer)
+    index = TargetIndex(["a", "b", "c"], [Bucket(torch.tensor([2, 0, 1]), emb, mask)])
+    q = Bucket(torch.arange(3), emb.clone(), mask)
+    got = m._score_block(q, index)  # (3, 3) in target order
+    clean = torch.where(mask[..., None], emb, torch.zeros(()))
+    ref = get_scorer(scorer).all_pairs(clean, mask, clean, mask)[:, [1, 2, 0]]
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    assert index.pooled() is index.pooled()  # computed once

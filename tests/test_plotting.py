@@ -32,12 +32,16 @@ def test_transfer_heatmap(tmp_path):
     cols = ["job2skill", "skill_extraction", "macro"]
     rows = {"untuned": {c: _cell(0.2) for c in cols}, "sj": {c: _cell(0.25) for c in cols},
             "all": {c: _cell(0.1) for c in cols}}
-    gain = {r: {c: {"map": v[c]["map"] - 0.2, "rp@10": 0.0} for c in cols}
+    gain = {r: {c: {"map": v[c]["map"] - 0.2, "rp@10": 0.0,
+                    "map_decided": "gain" if r == "sj" else None} for c in cols}
             for r, v in rows.items()}
     transfer = {"order": list(rows), "columns": cols, "rows": rows, "gain": gain,
                 "baseline": "untuned"}
     fig = plotting.transfer_heatmap(transfer)
     assert len(fig.axes[0].get_yticklabels()) == 2  # the baseline row is the reference
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["+5.0"] * 3 + ["(-10.0)"] * 3  # within the spread: in parentheses
+    assert len([p for p in fig.axes[0].patches if p.get_hatch()]) == 3
     _saved(fig, tmp_path, "transfer")
 
 

@@ -114,6 +114,12 @@ def test_readme_section_is_replaced_between_the_markers(tmp_path):
     assert reporting.update_readme_results(readme, body) is False  # idempotent
 
 
+def test_results_section_carries_the_claims_table(tmp_path):
+    body = reporting.results_section("| a |\n|---|", {}, tmp_path, claims_md="| claim |\n|---|")
+    assert body.index("| a |") < body.index("claims, checked") < body.index("| claim |")
+    assert "claims" not in reporting.results_section("| a |\n|---|", {}, tmp_path)
+
+
 @pytest.mark.parametrize("text", ["no markers", f"{reporting.RESULTS_END}\n"
                                   f"{reporting.RESULTS_START}\n",
                                   f"{reporting.RESULTS_START}\n{reporting.RESULTS_START}\n"

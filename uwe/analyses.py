@@ -6,7 +6,8 @@ under its group's budget (:class:`uwe.config.BudgetParams`: steps, wall-clock ca
 test-query cap, seeds). It is trained once per seed into ``models/<group>/<run>/seed<k>/`` and
 evaluated on the ``heldout`` test sets of the six WorkBench task groups (:func:`macro_tasks`),
 each capped at ``budget.max_queries`` queries: a seeded subsample (:data:`EVAL_SAMPLE_SEED`)
-that is the same for every run and model, so rows of one group compare like with like.
+that is the same for every run and model, so rows of one group compare like with like; and on
+every ``zeroshot`` task, uncapped (small), for the seed spread of the zero-shot claim.
 
 A run with ``model`` set trains nothing: ``"untuned"`` evaluates the backbone with the main
 scorer (the "untuned backbone" row of the transfer matrix), a folder (``models/uwe``)
@@ -15,8 +16,9 @@ evaluates that trained model under the same cap.
 ``metrics/<group>/<run>.json``: ``group``, ``run``, ``profile``, ``overrides`` (the non-null
 run keys), ``budget``, ``train`` (the resolved training config, null without training),
 ``model``, ``tasks`` and ``seeds``: one entry per seed with ``seed``, ``training`` (the
-:func:`uwe.training.train` summary, null without training) and ``evaluation`` (the
-:func:`uwe.evaluation.evaluate` result, fractions). :mod:`uwe.collect` aggregates the files.
+:func:`uwe.training.train` summary, null without training), ``evaluation`` (the heldout
+:func:`uwe.evaluation.evaluate` result, fractions) and ``zeroshot`` (the zero-shot one).
+:mod:`uwe.collect` aggregates the files.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class RunSpec:
     @property
     def seeds(self) -> tuple[int | None, ...]:
         """Seeds trained (and evaluated); ``(None,)`` for a run without training."""
-        return tuple(self.budget.seeds) if self.trains else (None,)
+        if not self.trains:
+            return (None,)
+        return tuple(self.budget.seeds if self.run.seeds is None else self.run.seeds)
 
     @property
     def validates(self) -> bool:
@@ -132,7 +136,7 @@ def run_spec(params: Params, group: str, name: str) -> RunSpec:
                          f"{list(section.runs)}")
     run = section.runs[name]
     if run.model is not None:
-        extra = [k for k in ("graphs", "loss") if getattr(run, k) is not None]
+        extra = [k for k in ("graphs", "loss", "seeds") if getattr(run, k) is not None]
         if run.model != UNTUNED:
             extra += [k for k in ("scorer", "attention_temperature") if getattr(run, k) is not None]
         if extra:
@@ -154,6 +158,13 @@ def macro_tasks(data_root: str | Path, family: str = "heldout", split: str = "te
     return names
 
 
+def zeroshot_tasks(data_root: str | Path) -> list[str]:
+    """Zero-shot tasks on disk (every one, uncapped: they are small); [] when none."""
+    from uwe import tasks as task_lib
+
+    return task_lib.list_tasks("zeroshot", root=data_root, split="test")
+
+
 def train_run(spec: RunSpec, root: str | Path, data_root: str | Path,
               progress: bool = True) -> dict[int, dict]:
     """Train ``spec`` once per seed (nothing for a run with ``model``) -> ``{seed: summary}``.
@@ -171,7 +182,7 @@ def train_run(spec: RunSpec, root: str | Path, data_root: str | Path,
     summaries: dict[int, dict] = {}
     if not spec.trains:
         return summaries
-    for seed in spec.budget.seeds:
+    for seed in spec.seeds:
         out = spec.model_dir(root, seed)
         ckpt = out.with_name(f"{out.name}.ckpt")
         summary = train(spec.train, seed=seed, data_root=data_root, out_dir=out,
@@ -202,6 +213,44 @@ def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | 
     return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb)
 
 
+def frozen_layers_of(model: Any) -> int:
+    """``frozen_layers`` a UWE model was trained with (its saved training config), else 0."""
+    train = (getattr(model, "config", None) or {}).get("train") or {}
+    return int(train.get("frozen_layers") or 0) if hasattr(model, "encoder") else 0
+
+
+def evaluation_texts(data_root: str | Path, tasks: list[str], zeroshot: list[str],
+                     max_queries: int | None) -> list[str]:
+    """Every query and target text :func:`evaluate_run` scores (the same subsample)."""
+    from uwe.evaluation import subsample_queries
+    from uwe.tasks import load_task
+
+    texts: list[str] = []
+    for family, names, cap in (("heldout", tasks, max_queries), ("zeroshot", zeroshot, None)):
+        for name in names:
+            ds = subsample_queries(load_task(name, family=family, split="test", root=data_root),
+                                   cap, EVAL_SAMPLE_SEED)
+            texts += [*ds.queries, *ds.targets]
+    return list(dict.fromkeys(texts))
+
+
+def evaluation_bottom(model: Any, k: int, texts: list[str], cache_dir: str | None):
+    """Bottom-``k`` states of ``texts`` under ``model``'s untuned backbone, float32, from the
+    frozen-bottom disk cache (built once, shared by every run and seed of both groups: the
+    same subsample) -> (cache, reference backbone). A trained run's bottom is the backbone's
+    (frozen), so its evaluation runs only the top layers (:func:`uwe.frozen.use_cached_bottom`
+    checks the weights)."""
+    from uwe.frozen import BottomCache
+    from uwe.model import TokenEncoder
+
+    reference = TokenEncoder.from_pretrained(model.config.get("backbone") or
+                                             model.encoder.backbone_name,
+                                             max_length=model.encoder.max_length).eval()
+    cache, _ = BottomCache.load_or_build(reference, k, texts, dtype="float32",
+                                         cache_dir=cache_dir)
+    return cache, reference.backbone
+
+
 def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:
     """What was evaluated: scorer, backbone, graphs (from a UWE model's config)."""
     config = getattr(model, "config", {}) or {}
@@ -216,21 +265,38 @@ def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:
 def evaluate_run(spec: RunSpec, params: Params, root: str | Path,
                  summaries: dict[int, dict] | None = None, progress: bool = True) -> dict:
     """Evaluate every seed's model of ``spec`` and write ``metrics/<group>/<run>.json``."""
-    from uwe.evaluation import evaluate, write_results
+    from uwe.evaluation import IndexCache, evaluate, write_results
+    from uwe.frozen import use_cached_bottom
 
     root = Path(root)
     data_root = root / params.curate.out_dir
     tasks = macro_tasks(data_root)
+    zeroshot = zeroshot_tasks(data_root)
     summaries = summaries or {}
     entries, info = [], {}
+    bottom: tuple | None = None  # (k, cache, reference backbone), built for the first model
     for seed in spec.seeds:
         model = load_run_model(spec, params, root, seed)
         info = _model_info(spec, model)
+        k = frozen_layers_of(model)
+        if k and (bottom is None or bottom[0] != k):
+            texts = evaluation_texts(data_root, tasks, zeroshot, spec.budget.max_queries)
+            bottom = (k, *evaluation_bottom(model, k, texts, params.train.frozen_cache_dir))
+        cached = bool(k) and use_cached_bottom(model, bottom[1], k, bottom[2])
+        cache = IndexCache()  # target spaces shared by the two families are indexed once
         res = evaluate(model, "heldout", tasks=tasks, root=data_root,
                        query_chunk=params.evaluate.query_chunk,
                        max_queries=spec.budget.max_queries, sample_seed=EVAL_SAMPLE_SEED,
-                       progress=progress, model_name=f"{spec.group}/{spec.name}")
-        entries.append({"seed": seed, "training": summaries.get(seed), "evaluation": res})
+                       progress=progress, model_name=f"{spec.group}/{spec.name}",
+                       index_cache=cache)
+        entry = {"seed": seed, "training": summaries.get(seed), "evaluation": res,
+                 "cached_bottom": cached}
+        if zeroshot:
+            entry["zeroshot"] = evaluate(model, "zeroshot", tasks=zeroshot, root=data_root,
+                                         query_chunk=params.evaluate.query_chunk,
+                                         progress=progress, index_cache=cache,
+                                         model_name=f"{spec.group}/{spec.name}")
+        entries.append(entry)
         del model
     result = {
         "group": spec.group, "run": spec.name, "profile": params.profile,

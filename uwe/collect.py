@@ -1,11 +1,12 @@
 """Collect the analyses' per-run results into the paper's tables (stage ``figures``).
 
 * :func:`collect_transfer` -> ``metrics/transfer.json``: rows = training graph (run name,
-  params order), columns = task group + macro, MAP and RP@10, and the gain over the untuned
-  backbone row;
+  params order), columns = task group + macro, MAP and RP@10 (mean and std over seeds), and
+  the gain over the untuned backbone row with its standard error over seeds and whether it
+  lies beyond the claims' ``Z`` standard errors (``<metric>_decided``: gain / loss / null);
 * :func:`collect_ablations` -> ``metrics/ablations.json``: per run and per factor (scorer,
   loss, attention temperature, training graphs) the macro MAP / RP@10, mean and std over
-  seeds;
+  seeds, and per run the mean over the zero-shot tasks (mean and std over seeds);
 * :func:`collect_zeroshot` -> ``metrics/zeroshot.json``: per model, MAP / RP@10 of every
   zero-shot task and their mean.
 
@@ -96,15 +97,49 @@ def collect_transfer(metrics_dir: str | Path, runs: Sequence[str],
                       "n_seeds": agg[name]["n_seeds"], **cells}
     base = rows[baseline]
     for name in runs:
-        gain[name] = {col: {m: (None if rows[name][col].get(m) is None
-                                or base[col].get(m) is None
-                                else rows[name][col][m] - base[col][m]) for m in METRICS}
-                      for col in columns}
+        gain[name] = {}
+        for col in columns:
+            cell: dict[str, Any] = {}
+            for m in METRICS:
+                g = (None if rows[name][col].get(m) is None or base[col].get(m) is None
+                     else rows[name][col][m] - base[col][m])
+                se = _gain_se(results[name], rows[name][col].get(f"{m}_std"),
+                              results[baseline], base[col].get(f"{m}_std"))
+                cell[m], cell[f"{m}_se"] = g, se
+                cell[f"{m}_decided"] = _decided(g, se)
+            gain[name][col] = cell
     first = results[runs[0]]
     return {"units": "fraction", "metrics": list(METRICS), "baseline": baseline,
             "order": list(runs), "columns": columns, "rows": rows, "gain": gain,
             "family": "heldout", "max_queries": first["budget"].get("max_queries"),
             "profile": first.get("profile")}
+
+
+def _seed_std(result: Mapping, std: float | None) -> float | None:
+    """A run's seed std: its std over seeds when trained (None for one seed), 0 for the untuned
+    backbone (deterministic), None (unknown) for an existing model trained elsewhere."""
+    if result.get("train") is not None:
+        return std
+    return 0.0 if result.get("model") == "untuned" else None
+
+
+def _gain_se(run: Mapping, run_std: float | None, base: Mapping, base_std: float | None
+             ) -> float | None:
+    """Standard error of a gain (run mean - baseline mean), None when a spread is unknown."""
+    a, b = _seed_std(run, run_std), _seed_std(base, base_std)
+    if a is None or b is None:
+        return None
+    return math.sqrt(a**2 / max(1, len(run["seeds"])) + b**2 / max(1, len(base["seeds"])))
+
+
+def _decided(gain: float | None, se: float | None) -> str | None:
+    """"gain" / "loss" when the gain lies beyond ``uwe.claims.Z`` standard errors from 0,
+    None when it lies within (or its spread is unknown)."""
+    from uwe.claims import Z
+
+    if gain is None or se is None:
+        return None
+    return "gain" if gain > Z * se else "loss" if gain < -Z * se else None
 
 
 def _axis_key(axis: str, value: Any) -> tuple:
@@ -135,25 +170,48 @@ def _factor(run: RunParams, base: TrainParams, axis: str) -> Any:
     return getattr(base, axis) if value is None else value
 
 
+def _zeroshot_seeds(result: Mapping) -> dict[str, float | None] | None:
+    """Mean MAP / RP@10 over the zero-shot tasks: mean and std over seeds (None if the run
+    was not scored on them)."""
+    per_seed = [e["zeroshot"]["tasks"] for e in result["seeds"] if e.get("zeroshot")]
+    if not per_seed:
+        return None
+    out: dict[str, float | None] = {}
+    for m in METRICS:
+        means = [mean_std([t.get(m) for t in tasks.values()])[0] for tasks in per_seed]
+        out[m], out[f"{m}_std"] = mean_std(means)
+    return out
+
+
 def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
                       base: TrainParams) -> dict:
     """Ablations (module doc). A run changing exactly one factor of ``base`` (a training-graph
     subset counts as one factor) sits on that factor's axis; the run changing none (the
     reference) sits on every axis at its base value; other runs (several factors, an existing
-    model) are listed under ``runs`` only."""
+    model) are listed under ``runs`` only. When ``base`` does not score with SLI, the
+    attention-temperature axis holds the SLI runs instead (scorer SLI, any temperature,
+    nothing else changed): the temperature means nothing to the other scorers."""
     results = load_runs(metrics_dir, "ablations", list(runs))
     out_runs, axes = {}, {a: [] for a in AXES}
     base_values = {a: _factor(RunParams(), base, a) for a in AXES}
+    sli_base = base_values["scorer"] == "sli"
     for name, run in runs.items():
         agg = _aggregate_run(results[name])
         out_runs[name] = {"overrides": results[name].get("overrides", {}),
                           "n_seeds": agg["n_seeds"], "macro": agg["macro"],
-                          "groups": agg["groups"]}
+                          "groups": agg["groups"], "zeroshot": _zeroshot_seeds(results[name])}
         if run.model is not None:
             continue
         values = {a: _factor(run, base, a) for a in AXES}
         changed = [a for a in AXES if values[a] != base_values[a]]
         on_axes = AXES if not changed else changed if len(changed) == 1 else ()
+        if not sli_base:
+            # the temperature matters to SLI only: with another base scorer the attention axis
+            # holds the SLI runs that change nothing else (the sweep and `scorer_sli`)
+            on_axes = tuple(a for a in on_axes if a != "attention_temperature")
+            if values["scorer"] == "sli" and set(changed) <= {"scorer",
+                                                              "attention_temperature"}:
+                on_axes = (*on_axes, "attention_temperature")
         for axis in on_axes:
             axes[axis].append({"run": name, "value": values[axis], "reference": not changed,
                                "n_seeds": agg["n_seeds"], **agg["macro"]})

@@ -134,7 +134,8 @@ class RunParams:
     with ``train.scorer``, no training) or a UWE model folder such as ``models/uwe``.
     ``graphs`` keeps only these training graphs (their weights and temperatures unchanged).
     ``max_minutes`` replaces the group's cap for this run (a run much slower than the others
-    gets its own cap, so that every cap stays well above its run's time).
+    gets its own cap, so that every cap stays well above its run's time); ``seeds`` the
+    group's seeds (a run whose claim needs more seeds, or one the budget allows fewer).
     """
 
     model: str | None = None
@@ -143,6 +144,7 @@ class RunParams:
     loss: str | None = None
     attention_temperature: float | None = None
     max_minutes: float | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

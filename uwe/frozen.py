@@ -337,9 +337,51 @@ class CachedTopEncoder(nn.Module):
         h[torch.tensor(missing, device=device), : hm.shape[1]] = hm.float()
         return h, mask
 
+    # what uwe.model.UWEModel asks of its encoder besides forward / token_lengths
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def backbone_name(self) -> str | None:
+        return self.encoder.backbone_name
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if len(texts) == 0:
             return self.encoder(texts)
         h, mask = self.bottom(list(texts))
         top = _layers(self.encoder.backbone)[self.k :]
         return run_layers(self.encoder.backbone, top, h, mask), mask
+
+
+def same_bottom(a: nn.Module, b: nn.Module, k: int) -> bool:
+    """Whether backbones ``a`` and ``b`` have bit-identical embeddings and layers ``[0, k)``."""
+    pairs = [(a.embeddings, b.embeddings), *zip(_layers(a)[:k], _layers(b)[:k], strict=True)]
+    for ma, mb in pairs:
+        sa, sb = ma.state_dict(), mb.state_dict()
+        if sa.keys() != sb.keys() or any(not torch.equal(sa[n], sb[n]) for n in sa):
+            return False
+    return True
+
+
+def use_cached_bottom(model, cache: BottomCache, k: int, reference: nn.Module) -> bool:
+    """Evaluate ``model`` (a :class:`uwe.model.UWEModel` trained with ``frozen_layers: k``)
+    through ``cache``: its encoder becomes a :class:`CachedTopEncoder`, so inference runs only
+    the top layers over cached bottom states of the texts the cache holds (others go through
+    the bottom at once). Done only if the model's bottom equals ``reference`` (the backbone the
+    cache was built with) weight for weight, so scores stay those of the full forward (float32
+    cache: float tolerance). -> whether it was done."""
+    encoder = model.encoder
+    if k < 1 or isinstance(encoder, CachedTopEncoder) or not same_bottom(
+            encoder.backbone, reference, k):
+        return False
+    model.encoder = CachedTopEncoder(encoder, k, cache)
+    return True

@@ -90,11 +90,26 @@ def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: 
     }
 
 
-def load_for_latency(spec: str, root: str | Path, device: str = "auto", batch_size: int = 128):
-    """A UWE folder (``uwe.model.load``) or a baseline (``uwe.baselines.make_model``, no
-    progress bars: a bar per query would be timed too)."""
+UNTUNED_PREFIX = "untuned:"
+
+
+def load_for_latency(spec: str, root: str | Path, device: str = "auto", batch_size: int = 128,
+                     backbone: str | None = None, max_length: int = 64):
+    """A UWE folder (``uwe.model.load``), ``"untuned:<scorer>"`` (UWE's architecture on the
+    untuned ``backbone`` with that scorer: the same arithmetic per query as a trained model
+    with it, e.g. SLI when the main model is mean-pooled) or a baseline
+    (``uwe.baselines.make_model``, no progress bars: a bar per query would be timed too)."""
     from uwe.baselines import make_model
     from uwe.registry import find_uwe_folder
+
+    if spec.startswith(UNTUNED_PREFIX):
+        from uwe.model import UWEModel
+
+        if backbone is None:
+            raise ValueError(f"latency model {spec!r} needs the backbone (train.backbone)")
+        return UWEModel.from_backbone(backbone, spec[len(UNTUNED_PREFIX):],
+                                      max_length=max_length, device=device,
+                                      batch_size=batch_size)
 
     folder = find_uwe_folder(spec, root)
     if folder is not None:
@@ -137,7 +152,7 @@ def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
 
 def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Sequence[str],
                    root: str | Path = ".", device: str = "auto", batch_size: int = 128,
-                   **timing: int) -> dict:
+                   backbone: str | None = None, max_length: int = 64, **timing: int) -> dict:
     """Measure every model of ``specs`` (name -> spec); ``timing`` goes to :func:`measure`."""
     import torch
 
@@ -145,13 +160,14 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
 
     models = {}
     for name, spec in specs.items():
-        model = load_for_latency(spec, root, device, batch_size)
+        model = load_for_latency(spec, root, device, batch_size, backbone, max_length)
         models[name] = {**describe(model, spec), **measure(model, targets, queries, **timing)}
         logger.info("%s: median %.1f ms / query, %.0f queries/s", name,
                     models[name]["latency_ms"]["median"], models[name]["throughput_qps"])
         del model
     ratios = sli_mean_ratios(models)
-    first = next(iter(ratios.values()), {})
+    sli = [r for n, r in ratios.items() if models[n].get("scorer") == "sli"]
+    first = (sli or list(ratios.values()) or [{}])[0]
     return {"models": models, "ratios": ratios, "sli_over_mean": first.get("latency_ratio"),
             "n_targets": len(targets), "threads": torch.get_num_threads(),
             "device": str(resolve_device(device)), "batch_size_latency": 1, **timing}

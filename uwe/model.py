@@ -33,18 +33,21 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uwe import __version__
 from uwe.io import make_temp_dir
 from uwe.npinfer import length_groups
-from uwe.scoring import get_scorer, sli_dense_blocks, unit_and_norm
+from uwe.scoring import EPS, get_scorer, mean_pool, sli_dense_blocks, unit_and_norm
 from uwe.textcache import TextCache
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
 REQUIRED_FILES = (UWE_CONFIG, "config.json", WEIGHTS, "tokenizer_config.json")
 FORMAT_VERSION = 1
+# scorers whose target side is one unit mean-pooled vector per target
+POOLED_TARGET_SCORERS = ("mean", "sli_mean_target")
 
 
 def transformer_folder(path: str | Path) -> Path:
@@ -153,9 +156,22 @@ class TargetIndex:
 
     targets: list[str]
     buckets: list[Bucket]
+    _pooled: torch.Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def pooled(self) -> torch.Tensor:
+        """Unit mean-pooled target vectors ``(n_t, d)`` in target order (computed once): the
+        whole target side of the ``mean`` and ``sli_mean_target`` scorers."""
+        if self._pooled is None:
+            b0 = self.buckets[0].emb if self.buckets else torch.zeros(0, 1)
+            out = b0.new_zeros(len(self.targets), b0.shape[-1])  # (n_t, d)
+            for b in self.buckets:
+                out.index_copy_(0, b.index, F.normalize(mean_pool(b.emb, b.mask), dim=-1,
+                                                         eps=EPS))
+            self._pooled = out
+        return self._pooled
 
     def subset(self, targets: list[str]) -> TargetIndex:
         """Index of ``targets`` (each must be in this index) without re-encoding anything."""
@@ -281,9 +297,19 @@ class UWEModel:
         """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order.
 
         SLI on unpadded buckets takes the dense kernel (:func:`uwe.scoring.sli_dense_blocks`,
-        all target chunks in one call); other scorers, or padded buckets, the general masked
-        all-pairs scorer."""
+        all target chunks in one call); ``mean`` and ``sli_mean_target`` one product with the
+        pooled targets (:meth:`TargetIndex.pooled`); other scorers, or padded buckets, the
+        general masked all-pairs scorer."""
         b_q, l_q = q.mask.shape
+        if self.scorer_name in POOLED_TARGET_SCORERS and len(index):
+            t = index.pooled()  # (n_t, d)
+            if self.scorer_name == "mean":
+                return F.normalize(mean_pool(q.emb, q.mask), dim=-1, eps=EPS) @ t.T
+            qe = q.emb.masked_fill(~q.mask[..., None], 0)  # padded tokens exactly zero
+            qn = F.normalize(qe, dim=-1, eps=EPS)  # (b_q, Lq, d)
+            tok = qn.reshape(-1, qn.shape[-1]) @ t.T  # (b_q * Lq, n_t)
+            denom = q.mask.sum(1, keepdim=True).clamp_min(1).to(tok.dtype)  # (b_q, 1)
+            return tok.reshape(b_q, l_q, -1).sum(1) / denom  # (b_q, n_t)
         budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
         dense = self.scorer_name == "sli" and q.unpadded

@@ -93,7 +93,9 @@ def _label(unit: str) -> str:
 
 def transfer_heatmap(transfer: dict, metric: str = "map"):
     """Gain over the untuned backbone (points) of each training graph (rows) on each task group
-    (columns), from ``uwe.collect.collect_transfer``; cells annotated, diverging colours."""
+    (columns), from ``uwe.collect.collect_transfer``; cells annotated, diverging colours; a
+    cell whose gain is within the seed spread (or whose spread is unknown) is hatched and its
+    number in parentheses."""
     import numpy as np
 
     from uwe.collect import transfer_frame
@@ -108,14 +110,24 @@ def transfer_heatmap(transfer: dict, metric: str = "map"):
     im = ax.imshow(data, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for i, j in np.ndindex(data.shape):
         if np.isfinite(data[i, j]):
-            ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(data[i, j]) > 0.6 * lim else "black")
+            cell = transfer["gain"][rows[i]][gain.columns[j]]
+            decided = cell.get(f"{metric}_decided") is not None
+            text = f"{data[i, j]:+.1f}" if decided else f"({data[i, j]:+.1f})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if abs(data[i, j]) > 0.6 * lim else "black",
+                    fontweight="bold" if decided else "normal")
+            if not decided:  # within the seed spread (or spread unknown): hatched
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                           edgecolor="0.55", lw=0))
     ax.set_xticks(range(len(gain.columns)), [_label(c) for c in gain.columns], fontsize=8)
     base = values.loc[transfer["baseline"]]
     ax.set_yticks(range(len(rows)), [f"{r} " for r in rows], fontsize=8)
     ax.set_ylabel("trained on", fontsize=9)
+    from uwe.claims import Z
+
     ax.set_title(f"{metric.upper()} gain over the untuned backbone (points); untuned macro "
-                 f"{base['macro']:.1f}", fontsize=9)
+                 f"{base['macro']:.1f}\nbold: beyond {Z:g} seed se; hatched, in parentheses: "
+                 "within it or spread unknown", fontsize=8)
     cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cbar.ax.tick_params(labelsize=7)
     fig.tight_layout()

@@ -1,0 +1,176 @@
+"""The claims table: verdicts computed from the metric files (uwe.claims), on hand-made files
+that go through the same collection as the figures stage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from uwe import claims as cl
+from uwe import collect
+from uwe.config import GraphParams, RunParams, TrainParams
+from uwe.evaluation import write_results
+from uwe.io import read_json, write_json
+
+GROUPS = ("job2skill", "skill2job", "job_norm", "skill_norm", "skill_extraction", "skill_sim")
+BASE = TrainParams(scorer="mean", graphs={g: GraphParams() for g in ("sj", "sv", "sa", "jj", "ss")})
+RUNS = {"reference": RunParams(), "scorer_sli": RunParams(scorer="sli"),
+        "scorer_maxsim": RunParams(scorer="maxsim"),
+        "scorer_sli_mean_target": RunParams(scorer="sli_mean_target"),
+        "loss_one_to_one": RunParams(loss="one_to_one"),
+        "loss_symmetric": RunParams(loss="symmetric"),
+        "no_synthetic": RunParams(graphs=("sj", "sa", "jj", "ss"))}
+# macro MAP level of each ablation run (its seeds scatter by +-0.002 around it)
+LEVEL = {"reference": 0.38, "scorer_sli": 0.40, "scorer_maxsim": 0.36,
+         "scorer_sli_mean_target": 0.39, "loss_one_to_one": 0.35, "loss_symmetric": 0.379,
+         "no_synthetic": 0.37}
+
+
+def _ev(level: float, **bump: float) -> dict:
+    groups = {g: {"map": level + bump.get(g, 0.0), "rp@10": level} for g in GROUPS}
+    macro = sum(v["map"] for v in groups.values()) / len(groups)
+    return {"groups": groups, "macro": {"map": macro, "rp@10": level}, "tasks": {}}
+
+
+def _zs(level: float) -> dict:
+    return {"tasks": {"onet_job2skill": {"map": level, "rp@10": level},
+                      "onet_skill2job": {"map": level + 0.02, "rp@10": level}}}
+
+
+def _run(metrics, group, name, seeds, model=None, graphs=None):
+    """seeds: list of (heldout evaluation, zero-shot evaluation or None)."""
+    result = {"group": group, "run": name, "profile": "cpu", "overrides": {},
+              "budget": {"max_queries": 500}, "train": None if model else {},
+              "model": model or f"models/{group}/{name}", "model_info": {"graphs": graphs or []},
+              "seeds": [{"seed": None if model else k, "training": None, "evaluation": ev,
+                         **({"zeroshot": zs} if zs else {})}
+                        for k, (ev, zs) in enumerate(seeds)]}
+    write_results(result, metrics / group / f"{name}.json")
+
+
+def _workbench(metrics, family, name, value):
+    if family == "heldout":
+        body = {"macro": {"map": value}, "groups": {}, "tasks": {}}
+    else:
+        body = {"tasks": {"onet_job2skill": {"map": value}, "onet_skill2job": {"map": value}}}
+    write_json(metrics / "workbench" / family / f"{name}.json", {"model": name, **body})
+
+
+def _write_all(metrics, levels=LEVEL, n_seeds=3, spread=0.002, cross_gain=0.01):
+    _run(metrics, "transfer", "untuned", [(_ev(0.30), None)], model="untuned")
+    for graph, own in (("sj", "job2skill"), ("ss", "skill_sim")):
+        _run(metrics, "transfer", graph,
+             [(_ev(0.30 + cross_gain + d, **{own: 0.05}), None) for d in (-0.001, 0.001)],
+             graphs=[graph])
+    _run(metrics, "transfer", "all", [(_ev(0.35), None)], model="models/uwe",
+         graphs=["sj", "ss"])
+    offsets = [spread * (k - (n_seeds - 1) / 2) for k in range(n_seeds)]
+    for name, level in levels.items():
+        _run(metrics, "ablations", name, [(_ev(level + o), _zs(0.44 + o)) for o in offsets])
+    for name, value in (("uwe", 0.385), ("all-MiniLM-L6-v2", 0.352),
+                        ("all-mpnet-base-v2", 0.341), ("bm25", 0.30)):
+        _workbench(metrics, "heldout", name, value)
+    for name, value in (("uwe", 0.45), ("all-MiniLM-L6-v2", 0.44), ("all-mpnet-base-v2", 0.48)):
+        _workbench(metrics, "zeroshot", name, value)
+    write_json(metrics / "latency.json", {
+        "device": "cpu", "threads": 2,
+        "models": {"sli_untuned": {"kind": "uwe", "scorer": "sli", "backbone": "all-MiniLM-L6-v2",
+                                   "latency_ms": {"median": 50.0}},
+                   "all-MiniLM-L6-v2": {"kind": "embedding", "scorer": "mean",
+                                        "latency_ms": {"median": 40.0}}},
+        "ratios": {"sli_untuned": {"mean_pooled": "all-MiniLM-L6-v2", "latency_ratio": 1.25}}})
+
+
+def _claims(metrics) -> dict[str, cl.Claim]:
+    """The figures stage's path: collect, write the collections, build the claims."""
+    write_json(metrics / "transfer.json",
+               collect.collect_transfer(metrics, ["untuned", "sj", "ss", "all"]))
+    write_json(metrics / "ablations.json", collect.collect_ablations(metrics, RUNS, BASE))
+    return {c.id: c for c in cl.build_claims(metrics, backbone="all-MiniLM-L6-v2")}
+
+
+def test_compare_rule():
+    a, b = cl.Side.seeds("a", [0.40, 0.41, 0.42]), cl.Side.fixed("b", 0.30)
+    assert a.std == pytest.approx(0.01) and a.n == 3
+    c = cl.compare(a, b)
+    assert c["d"] == pytest.approx(0.11) and c["se"] == pytest.approx(0.01 / math.sqrt(3))
+    assert c["verdict"] == cl.HOLDS
+    assert cl.compare(b, a)["verdict"] == cl.FAILS
+    assert cl.compare(a, cl.Side.fixed("c", 0.405))["verdict"] == cl.UNDECIDED  # within 2 se
+    one_seed = cl.Side.seeds("one", [0.9])
+    assert one_seed.std is None and cl.compare(one_seed, b)["verdict"] == cl.UNDECIDED
+    assert cl.combine([cl.HOLDS, cl.HOLDS]) == cl.HOLDS
+    assert cl.combine([cl.HOLDS, cl.UNDECIDED]) == cl.UNDECIDED
+    assert cl.combine([cl.UNDECIDED, cl.FAILS]) == cl.FAILS
+
+
+def test_every_claim_has_a_verdict_from_the_files(tmp_path):
+    _write_all(tmp_path)
+    got = _claims(tmp_path)
+    assert list(got) == ["transfer", "loss_m2m_vs_o2o", "loss_m2m_vs_symmetric", "scorer_chain",
+                         "scorer_sli_vs_mean_target", "synthetic", "uwe_vs_backbone",
+                         "uwe_vs_generalists", "zeroshot", "latency"]
+    verdicts = {k: c.verdict for k, c in got.items()}
+    assert verdicts == {
+        "transfer": cl.HOLDS,  # +0.01 on every cross cell, seeds within 0.001
+        "loss_m2m_vs_o2o": cl.HOLDS, "loss_m2m_vs_symmetric": cl.UNDECIDED,  # +0.001 < 2 se
+        "scorer_chain": cl.HOLDS, "scorer_sli_vs_mean_target": cl.HOLDS,
+        "synthetic": cl.HOLDS, "uwe_vs_backbone": cl.HOLDS, "uwe_vs_generalists": cl.HOLDS,
+        "zeroshot": cl.FAILS,  # 0.45 vs MPNet's 0.48
+        "latency": cl.HOLDS}
+    assert got["loss_m2m_vs_o2o"].d == pytest.approx(0.03)
+    assert "proxy" in got["uwe_vs_generalists"].ours  # the main model borrows the spread
+    assert "all-MiniLM-L6-v2" in got["uwe_vs_generalists"].note  # best generalist here
+    assert got["latency"].d == pytest.approx(1.25)
+    transfer = read_json(tmp_path / "transfer.json")
+    assert transfer["gain"]["sj"]["skill2job"]["map_decided"] == "gain"
+    assert transfer["gain"]["all"]["macro"]["map_decided"] is None  # one seed: unknown spread
+    assert "9 of 9 cross-task cells" in got["transfer"].note
+
+
+def test_changing_a_metric_file_changes_the_verdict(tmp_path):
+    _write_all(tmp_path)
+    assert _claims(tmp_path)["loss_m2m_vs_o2o"].verdict == cl.HOLDS
+    path = tmp_path / "ablations" / "loss_one_to_one.json"
+    result = read_json(path)
+    for entry in result["seeds"]:  # one-to-one now scores above the reference
+        entry["evaluation"]["macro"]["map"] += 0.05
+    write_json(path, result)
+    after = _claims(tmp_path)
+    assert after["loss_m2m_vs_o2o"].verdict == cl.FAILS
+    assert after["loss_m2m_vs_o2o"].d == pytest.approx(-0.02)
+    lat = read_json(tmp_path / "latency.json")
+    lat["models"]["sli_untuned"]["latency_ms"]["median"] = 80.0  # 2x the mean-pooled model
+    write_json(tmp_path / "latency.json", lat)
+    assert _claims(tmp_path)["latency"].verdict == cl.FAILS
+    lat["models"]["uwe"] = {"kind": "uwe", "scorer": "mean", "backbone": "all-MiniLM-L6-v2",
+                            "latency_ms": {"median": 64.0}}  # same engine: preferred
+    write_json(tmp_path / "latency.json", lat)
+    after = _claims(tmp_path)["latency"]
+    assert after.verdict == cl.HOLDS and after.d == pytest.approx(1.25)
+    assert "same engine" in after.ours
+
+
+def test_wide_spread_or_one_seed_is_not_decided(tmp_path):
+    _write_all(tmp_path, spread=0.08)  # seeds scatter more than the ablations differ
+    got = _claims(tmp_path)
+    assert got["loss_m2m_vs_o2o"].verdict == cl.UNDECIDED
+    assert got["scorer_chain"].verdict == cl.UNDECIDED
+    _write_all(tmp_path, n_seeds=1)
+    got = _claims(tmp_path)
+    assert {got[k].verdict for k in ("loss_m2m_vs_o2o", "scorer_chain", "synthetic",
+                                     "uwe_vs_generalists")} == {cl.UNDECIDED}
+    assert "one seed" in got["loss_m2m_vs_o2o"].note
+
+
+def test_markdown_and_json(tmp_path):
+    _write_all(tmp_path)
+    claims = list(_claims(tmp_path).values())
+    md_path, js_path = cl.write_claims(claims, tmp_path)
+    md = md_path.read_text()
+    assert md.count("\n| ") == len(claims) + 1 and "Verdict rule:" in md
+    assert "| Many-to-many InfoNCE > one-to-one InfoNCE | 38.33 vs 36.40 (+1.93) |" in md
+    assert "+3.00" in md  # d in points
+    js = read_json(js_path)
+    assert js["order"] == [c.id for c in claims] and js["rule"] == cl.VERDICT_RULE
