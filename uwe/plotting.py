@@ -169,8 +169,10 @@ def ablation_bars(ablations: dict, metric: str = "map"):
     low = min(lows) if lows else 0.0
     axes[0][0].set_ylim(max(0.0, low - 5.0), None)
     axes[0][0].set_ylabel(f"heldout macro {metric.upper()} (%)", fontsize=8)
-    n = ablations.get("seeds") or []
-    fig.suptitle(f"Ablations (red: reference; mean ± std over {len(n)} seed(s))", fontsize=9)
+    counts = sorted({int(e.get("n_seeds") or 0) for es in axes_data.values() for e in es})
+    span = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}") if counts else "0"
+    fig.suptitle(f"Ablations (red: reference; mean ± std over {span} seed(s) per bar)",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
