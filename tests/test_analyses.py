@@ -82,12 +82,17 @@ def test_bad_overrides_are_rejected(run, match):
         analyses.variant_train_params(BASE, run, BudgetParams())
 
 
-def test_run_spec_errors_name_the_run(tmp_path):
+def _params(tmp_path, text: str):
+    """Params loaded from a params.yaml holding ``text``."""
     path = tmp_path / "params.yaml"
-    path.write_text("transfer:\n  runs:\n    bad: {model: untuned, graphs: [sj]}\n"
-                    "    folder: {model: models/uwe, scorer: mean}\n"
-                    "    cold: {model: untuned, scorer: mean}\n")
-    params = load_params(path)
+    path.write_text(text)
+    return load_params(path)
+
+
+def test_run_spec_errors_name_the_run(tmp_path):
+    params = _params(tmp_path, "transfer:\n  runs:\n    bad: {model: untuned, graphs: [sj]}\n"
+                               "    folder: {model: models/uwe, scorer: mean}\n"
+                               "    cold: {model: untuned, scorer: mean}\n")
     with pytest.raises(ValueError, match=r"transfer\.runs\.bad.*graphs"):
         analyses.run_spec(params, "transfer", "bad")
     with pytest.raises(ValueError, match=r"transfer\.runs\.folder.*scorer"):
@@ -101,11 +106,9 @@ def test_run_spec_errors_name_the_run(tmp_path):
 
 
 def test_a_run_may_set_its_own_seeds(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("ablations:\n  budget: {seeds: [0, 1, 2]}\n  runs:\n    ref: {}\n"
-                    "    few: {scorer: sli, seeds: [0, 1]}\n"
-                    "transfer:\n  runs:\n    cold: {model: untuned, seeds: [0, 1]}\n")
-    params = load_params(path)
+    params = _params(tmp_path, "ablations:\n  budget: {seeds: [0, 1, 2]}\n  runs:\n"
+                               "    ref: {}\n    few: {scorer: sli, seeds: [0, 1]}\n"
+                               "transfer:\n  runs:\n    cold: {model: untuned, seeds: [0, 1]}\n")
     assert analyses.run_spec(params, "ablations", "ref").seeds == (0, 1, 2)
     assert analyses.run_spec(params, "ablations", "few").seeds == (0, 1)
     with pytest.raises(ValueError, match=r"transfer\.runs\.cold.*seeds"):
