@@ -357,3 +357,18 @@ def test_encode_sides_equals_encoding_each_side_alone(setup):
             ref_emb, ref_mask = enc(side)
             assert torch.equal(mask, ref_mask)
             torch.testing.assert_close(emb[mask], ref_emb[ref_mask], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_texts_are_the_same_for_every_subset_of_graphs(tmp_path):
+    """The frozen-bottom cache key hashes this list: a run on a subset of the graphs (a
+    transfer run, ``no_synthetic``) must list the texts in the main model's order, so that it
+    reads the main model's cache instead of building one of its own."""
+    from uwe.batching import MultiGraphBatcher
+
+    root = write_tiny_curated(tmp_path / "curated")
+    full = training.cache_texts(
+        MultiGraphBatcher.from_root(["sj", "sv", "sa", "jj", "ss"], root, 4, seed=0), root)
+    assert len(full) == len(set(full))
+    for subset in (["sj"], ["sv"], ["jj", "ss"], ["sj", "sa", "jj", "ss"]):
+        batcher = MultiGraphBatcher.from_root(subset, root, 4, seed=1)
+        assert training.cache_texts(batcher, root) == full, subset

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -342,7 +343,11 @@ def cache_texts(batcher: MultiGraphBatcher, data_root: str | Path) -> list[str]:
     """Texts the frozen-bottom cache holds: every text of every known training graph on disk
     (``uwe.tasks.GRAPHS`` under ``{data_root}/graphs``), not only of the graphs this run
     trains on, so that runs on subsets of the graphs (transfer, ablations) share one cache;
-    then any text of the batcher's graphs not among them."""
+    then any text of the batcher's graphs not among them.
+
+    A graph contributes its texts in the order its ``GraphSampler`` holds them (sorted unique
+    left texts, then right texts) whether or not this run trains on it, so every subset of the
+    graphs gives the same list, hence the same cache key and one shared cache."""
     from uwe.tasks import GRAPHS, load_graph
 
     texts: list[str] = []
@@ -352,7 +357,8 @@ def cache_texts(batcher: MultiGraphBatcher, data_root: str | Path) -> list[str]:
             texts += [*s.left_texts, *s.right_texts]
         elif (Path(data_root) / "graphs" / f"{name}.parquet").is_file():
             g = load_graph(name, data_root)
-            texts += [*g["left"].astype(str), *g["right"].astype(str)]
+            for col in ("left", "right"):
+                texts += list(pd.factorize(g[col].astype(str), sort=True)[1])
     for s in batcher.samplers.values():
         texts += [*s.left_texts, *s.right_texts]
     return list(dict.fromkeys(texts))
