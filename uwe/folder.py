@@ -56,16 +56,16 @@ def check_model_folder(folder: str | Path, tokenizer_size: bool = True) -> dict:
     :data:`MODEL_FILES` and a tokenizer (:data:`TOKENIZER_FILES`) present, the configs
     readable, the tokenizer's size against the backbone's vocabulary
     (:func:`check_tokenizer_size`; ``tokenizer_size=False`` leaves that to a caller that loads
-    the tokenizer anyway). Returns ``uwe_config.json``; InputError (one line naming what is
-    missing or wrong) otherwise."""
+    the tokenizer anyway). Returns ``uwe_config.json``; otherwise FileNotFoundError (a missing
+    folder or file) or InputError, one line naming what is missing or wrong."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"UWE model folder not found: {folder}")
+        raise FileNotFoundError(f"UWE model folder not found: {folder}")
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         missing.append(" or ".join(TOKENIZER_FILES))
     if missing:
-        raise InputError(f"UWE model folder {folder} is incomplete: missing "
+        raise FileNotFoundError(f"UWE model folder {folder} is incomplete: missing "
                          f"{', '.join(missing)}; copy the whole folder or train it again")
     config = read_uwe_config(folder)
     backbone = read_json_object(folder / "config.json")
