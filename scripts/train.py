@@ -34,15 +34,19 @@ def main() -> None:
 
     root, params = setup(args.root, args.params, args.profile)
     seed_everything(params.seed)
-    summary = train(
-        params.train,
-        seed=params.seed,
-        data_root=root / params.curate.out_dir,
-        out_dir=root / params.train.out_dir,
-        checkpoint_dir=root / params.train.checkpoint_dir,
-        log_path=root / "metrics" / "train_log.csv",
-        resume=not args.no_resume,
-    )
+    try:
+        summary = train(
+            params.train,
+            seed=params.seed,
+            data_root=root / params.curate.out_dir,
+            out_dir=root / params.train.out_dir,
+            checkpoint_dir=root / params.train.checkpoint_dir,
+            log_path=root / "metrics" / "train_log.csv",
+            resume=not args.no_resume,
+        )
+    except (ValueError, OSError) as err:  # a checkpoint of another run, a missing graph ...
+        print(f"train.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if summary["stopped"] == "signal":  # checkpointed, nothing published: not a success
         if main_rank:

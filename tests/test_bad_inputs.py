@@ -165,6 +165,12 @@ def _latin1_targets(tmp, root, model):
     return ("rank", "--model", "bm25", "--targets", path, "python")
 
 
+def _utf16_without_bom(tmp, root, model):
+    path = tmp / "skills.txt"
+    path.write_bytes("python\nsql\n".encode("utf-16-le"))
+    return ("rank", "--model", "bm25", "--targets", path, "python")
+
+
 def _argv(*argv):
     return lambda tmp, root, model: argv
 
@@ -213,6 +219,9 @@ CASES = {
                                               "--task", "job2skill", "--root", r, "x"),
                              r"model folder .*not found"),
     "binary targets file": (_binary_targets, r"skills\.txt looks binary"),
+    "utf-16 targets file without a BOM": (_utf16_without_bom,
+                                          r"skills\.txt looks binary .*UTF-16 without a "
+                                          r"byte-order mark\?"),
     "latin-1 targets file": (_latin1_targets,
                              r"skills\.txt is not UTF-8 text \(byte 0xe9 at offset 10\)"),
     "unknown --family": (lambda t, r, m: ("rank", "--model", "bm25", "--family", "heldot",
@@ -371,3 +380,24 @@ def test_train_script_stopped_by_a_signal_exits_non_zero(tmp_path, monkeypatch, 
     assert stop.value.code == 3
     assert "stopped by a signal at step 2 of 10" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == {"kept": True}
+
+
+def test_train_script_refusing_a_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    from uwe import runtime, training
+    from uwe.config import load_params
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setattr(runtime, "setup", lambda root, params, profile: (
+        Path(root), load_params(Path(root) / params, profile=profile)))
+
+    def refuse(cfg, **kw):
+        raise ValueError("checkpoint models/uwe_ckpt/last is unreadable: truncated\n(EOFError)")
+
+    monkeypatch.setattr(training, "train", refuse)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--root", str(tmp_path), "--profile", "smoke"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(repo / "scripts" / "train.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("train.py: error: checkpoint models/uwe_ckpt/last is unreadable")

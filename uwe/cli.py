@@ -67,9 +67,12 @@ def read_text_file(path: Path) -> str:
             f" at offset {err.start}): save it as UTF-8, one target per line"
         ) from None
     if "\x00" in text:
+        zeros = max(data[0::2].count(0), data[1::2].count(0))
+        utf16 = zeros >= 0.9 * (len(data) // 2)  # ASCII text in UTF-16: every other byte 0
         raise CLIError(
-            f"{path} looks binary (a NUL character at offset {text.index(chr(0))}): targets "
-            f"files are UTF-8 text (.txt, .csv, .tsv) or .parquet"
+            f"{path} looks binary (a NUL character at offset {text.index(chr(0))}"
+            + ("; UTF-16 without a byte-order mark?" if utf16 else "")
+            + "): targets files are UTF-8 text (.txt, .csv, .tsv) or .parquet"
         )
     return text
 

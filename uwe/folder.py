@@ -4,7 +4,8 @@
 the tokenizer (``tokenizer.json`` and ``tokenizer_config.json``) and ``uwe_config.json``.
 :func:`check_model_folder` checks that it is whole and consistent, so that a damaged copy is
 one line naming what is wrong (:class:`uwe.errors.InputError`) and not a model that loads and
-ranks nonsense; :mod:`uwe.model`, :mod:`uwe.npinfer` and ``uwe info`` call it.
+ranks nonsense; :func:`uwe.model.load` and :class:`uwe.npinfer.NumpyUWE` call it (``uwe info``
+reads the configs through :func:`read_json_object`).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from uwe.textcache import TextCache
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
-REQUIRED_FILES = MODEL_FILES  # uwe.registry.check_model_folder: and a tokenizer file
+REQUIRED_FILES = MODEL_FILES  # and a tokenizer file: uwe.folder.check_model_folder
 FORMAT_VERSION = 1
 # scorers whose target side is one unit mean-pooled vector per target
 POOLED_TARGET_SCORERS = ("mean", "sli_mean_target")
