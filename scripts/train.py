@@ -6,13 +6,18 @@
 Does exactly what notebooks/02_train.ipynb does (same params, same outputs: models/uwe,
 metrics/train.json, metrics/train_log.csv); under torchrun every rank trains on its own
 sampler seed, embeddings are gathered so negatives span the global batch, and rank 0 writes.
+A run stopped by SIGTERM / SIGINT saves a checkpoint, writes no model and exits with status 3
+(running the same command again resumes it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+
+EXIT_STOPPED = 3  # stopped by SIGTERM / SIGINT before the last step (resumable)
 
 
 def main() -> None:
@@ -29,16 +34,28 @@ def main() -> None:
 
     root, params = setup(args.root, args.params, args.profile)
     seed_everything(params.seed)
-    summary = train(
-        params.train,
-        seed=params.seed,
-        data_root=root / params.curate.out_dir,
-        out_dir=root / params.train.out_dir,
-        checkpoint_dir=root / params.train.checkpoint_dir,
-        log_path=root / "metrics" / "train_log.csv",
-        resume=not args.no_resume,
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
+    try:
+        summary = train(
+            params.train,
+            seed=params.seed,
+            data_root=root / params.curate.out_dir,
+            out_dir=root / params.train.out_dir,
+            checkpoint_dir=root / params.train.checkpoint_dir,
+            log_path=root / "metrics" / "train_log.csv",
+            resume=not args.no_resume,
+        )
+    except (ValueError, OSError) as err:  # a checkpoint of another run, a missing graph ...
+        print(f"train.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if summary["stopped"] == "signal":  # checkpointed, nothing published: not a success
+        if main_rank:
+            print(f"train.py: stopped by a signal at step {summary['steps_done']} of "
+                  f"{summary['steps']}: no model written, metrics/train.json left as it was; "
+                  f"the checkpoint in {root / params.train.checkpoint_dir} resumes it: run the "
+                  f"same command again", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
+    if main_rank:
         write_json(Path(root) / "metrics" / "train.json",
                    {k: v for k, v in summary.items() if k != "out_dir"})
 

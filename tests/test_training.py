@@ -372,3 +372,41 @@ def test_cache_texts_are_the_same_for_every_subset_of_graphs(tmp_path):
     for subset in (["sj"], ["sv"], ["jj", "ss"], ["sj", "sa", "jj", "ss"]):
         batcher = MultiGraphBatcher.from_root(subset, root, 4, seed=1)
         assert training.cache_texts(batcher, root) == full, subset
+
+
+@pytest.mark.parametrize("damaged", ["trainer_state.pt", "model.safetensors",
+                                     "checkpoint.json"])
+def test_an_unreadable_checkpoint_is_discarded_by_auto_and_named_by_strict(
+        setup, tmp_path, monkeypatch, caplog, damaged):
+    """resume="auto" (the pipeline's) discards an unreadable checkpoint with a warning that
+    names it and trains from scratch, the same as a fresh run; resume=True stops with a
+    ValueError naming it instead of a PyTorch stream error."""
+    backbone, root = setup
+    cfg = tiny_cfg(backbone, steps=4, eval_every=2)
+    fresh = run(cfg, root, tmp_path / "a")
+    real_step, calls = training.Trainer.train_step, {"n": 0}
+
+    def crashing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # checkpoint at step 2, then a crash
+            raise RuntimeError("simulated crash")
+        return real_step(self)
+
+    monkeypatch.setattr(training.Trainer, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, root, tmp_path / "b")
+    monkeypatch.setattr(training.Trainer, "train_step", real_step)
+    path = tmp_path / "b" / "ckpt" / "last" / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"checkpoint .*last is unreadable"):
+        run(cfg, root, tmp_path / "b", resume=True)
+    assert path.is_file()  # strict: nothing discarded
+    with caplog.at_level("WARNING", logger="uwe.training"):
+        resumed = run(cfg, root, tmp_path / "b", resume="auto")
+    assert any("unreadable" in r.getMessage() and "last" in r.getMessage()
+               for r in caplog.records)
+    assert resumed["resumed_from"] is None and resumed["steps_done"] == 4
+    a = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    assert resumed["best_val_map"] == pytest.approx(fresh["best_val_map"], abs=1e-6)

@@ -7,9 +7,11 @@
     uwe info models/uwe
 
 Target indexes are cached on disk (:mod:`uwe.index_cache`), so a second ``rank`` against the
-same model and target list skips encoding the targets. Expected failures (unknown task, missing
-model or file, empty target list, unknown model name) print one line ``uwe: error: ...`` on
-stderr and exit with status 2; ``--verbose`` shows the traceback and INFO logs instead.
+same model and target list skips encoding the targets. Expected failures (a bad option value,
+an unknown task, family, split or model name, a missing, damaged or unreadable model, task or
+targets file, an empty target list) print one line ``uwe: error: ...`` on stderr, naming the
+file, row or value and what to do, and exit with status 2; unknown names get a did-you-mean.
+``--verbose`` shows the traceback and INFO logs instead.
 
 The warm ``rank`` path is kept lean: heavy modules are imported only where they are used, the
 target list of a task (or a .csv/.tsv/.parquet targets file) comes from the cache's target-list
@@ -31,29 +33,63 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from uwe.errors import InputError, unknown
+
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
 ENGINES = ("auto", "numpy", "torch")
 TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.tasks.FAMILIES (that module imports pandas)
+TASK_SPLITS = ("val", "test")  # uwe.tasks.SPLITS
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
 
 logger = logging.getLogger("uwe.cli")
 
 
-class CLIError(ValueError):
+class CLIError(InputError):
     """An expected user error: reported as one line, exit status 2."""
 
 
 # -- inputs ----------------------------------------------------------------------------------
+def read_text_file(path: Path) -> str:
+    """The text of ``path``: UTF-8 (a leading byte-order mark dropped) or UTF-16 with its BOM;
+    anything else (another encoding, a binary file) is a :class:`CLIError` naming the file and
+    the offset of the first bad byte."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise CLIError(
+            f"{path} is not {encoding.split('-sig')[0].upper()} text (byte 0x{data[err.start]:02x}"
+            f" at offset {err.start}): save it as UTF-8, one target per line"
+        ) from None
+    if "\x00" in text:
+        zeros = max(data[0::2].count(0), data[1::2].count(0))
+        utf16 = zeros >= 0.9 * (len(data) // 2)  # ASCII text in UTF-16: every other byte 0
+        raise CLIError(
+            f"{path} looks binary (a NUL character at offset {text.index(chr(0))}"
+            + ("; UTF-16 without a byte-order mark?" if utf16 else "")
+            + "): targets files are UTF-8 text (.txt, .csv, .tsv) or .parquet"
+        )
+    return text
+
+
 def read_targets_file(path: str | Path) -> list[str]:
-    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (column
-    ``target``, else the first column); stripped, empty rows dropped, duplicates dropped
-    (first occurrence kept, so target ``j`` is the ``j``-th distinct text)."""
+    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (the column
+    ``target``, or the only column); stripped, empty rows dropped, duplicates dropped (first
+    occurrence kept, so target ``j`` is the ``j``-th distinct text). Text files are UTF-8
+    (a BOM is dropped) or UTF-16 with a BOM; a table with several columns and none named
+    ``target`` is refused rather than guessed."""
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"target file not found: {p}")
     suffix = p.suffix.lower()
     if suffix in LIST_SUFFIXES:
+        import io
+
         import pandas as pd
 
         try:
@@ -61,16 +97,27 @@ def read_targets_file(path: str | Path) -> list[str]:
                 pd.read_parquet(p)
                 if suffix == ".parquet"
                 else pd.read_csv(
-                    p, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+                    io.StringIO(read_text_file(p)),
+                    sep="\t" if suffix == ".tsv" else ",",
+                    dtype=str,
+                    keep_default_na=False,
                 )
             )
         except (ValueError, OSError, pd.errors.ParserError) as err:
-            raise CLIError(f"cannot read target file {p}: {err}") from err
+            if isinstance(err, CLIError):
+                raise
+            msg = " ".join(str(err).split())
+            raise CLIError(f"cannot read target file {p}: {msg}") from err
         if df.shape[1] == 0:
             raise CLIError(f"target file {p} has no columns")
+        if "target" not in df.columns and df.shape[1] > 1:
+            raise CLIError(
+                f"target file {p} has {df.shape[1]} columns ({', '.join(map(str, df.columns))})"
+                f" and none named 'target': name the column to rank 'target'"
+            )
         raw = df["target" if "target" in df.columns else df.columns[0]].tolist()
     else:
-        raw = p.read_text(encoding="utf-8").splitlines()
+        raw = read_text_file(p).splitlines()
     targets = list(dict.fromkeys(str(t).strip() for t in raw if t is not None))
     targets = [t for t in targets if t]
     if not targets:
@@ -114,16 +161,28 @@ def resolve_targets(args: argparse.Namespace) -> tuple[list[str], str]:
     return targets, targets_sha256(targets)
 
 
+def check_family_split(family: str, split: str) -> None:
+    if family not in TASK_FAMILIES:
+        raise unknown("--family", family, TASK_FAMILIES)
+    if split not in TASK_SPLITS:
+        raise unknown("--split", split, TASK_SPLITS)
+
+
 def load_checked_task(name: str, family: str, split: str, root: str):
     from uwe import tasks
 
-    on_disk = tasks.list_tasks(family, root=root, split=split) if family in tasks.FAMILIES else []
-    if name not in on_disk:
-        where = f"family {family!r}, split {split!r} under {root}"
+    check_family_split(family, split)
+    if not name:
+        raise CLIError("--task is empty: give a task name, several separated by commas, or 'all'")
+    on_disk = tasks.list_tasks(family, root=root, split=split)
+    if not on_disk:
         raise CLIError(
-            f"unknown task {name!r} ({where}); available: "
-            f"{', '.join(on_disk) or '(none: run the curate stage first)'}"
+            f"no curated {family} tasks with a {split!r} split under {Path(root) / 'tasks'}: "
+            f"run `dvc repro curate`, or pass --root"
         )
+    if name not in on_disk:
+        raise unknown("task", name, on_disk, hint=f"looked in {Path(root) / 'tasks' / family}, "
+                      f"split {split!r}")
     return tasks.load_task(name, family=family, split=split, root=root)
 
 
@@ -151,11 +210,32 @@ def load(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(threads)
+    check_device(args.device)
     model = load_model(args.model, device=args.device, batch_size=args.batch_size)
     encoder = getattr(model, "encoder", None)
     if hasattr(encoder, "progress"):  # an embedding baseline: no progress bars in the CLI
         encoder.progress = False
     return model, model_fingerprint(args.model)
+
+
+def check_device(device: str) -> None:
+    """``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` of a GPU this torch build sees."""
+    import re
+
+    if device in ("auto", "cpu"):
+        return
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise unknown("--device", device, ("auto", "cpu", "cuda", "cuda:0"))
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise CLIError(
+            f"--device {device}: this torch ({torch.__version__}, {build}) sees "
+            f"{count} GPU{'s' if count != 1 else ''}; use --device cpu or auto"
+        )
 
 
 def indexed(
@@ -237,6 +317,14 @@ def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
     out = []
     for s in range(0, len(queries), chunk):
         scores = np.asarray(model.score_index(queries[s : s + chunk], index))  # (c, n_t)
+        bad = ~np.isfinite(scores)
+        if bad.any():  # a NaN would sort anywhere: never rank with it
+            r, j = (int(x) for x in np.argwhere(bad)[0])
+            raise CLIError(
+                f"score of query {queries[s + r]!r} against target {j} is {scores[r, j]}: the "
+                f"model or its cached target index is damaged; rebuild the index with "
+                f"`uwe index --rebuild` (same --model and targets) or check the model folder"
+            )
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (c, k)
         out += [(ids, row[ids]) for row, ids in zip(scores, order, strict=True)]
     return out
@@ -341,8 +429,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from uwe.index_cache import CachedIndexModel, IndexCache
 
     names = None
+    check_family_split(args.family, args.split)
     if args.task != "all":
         names = [t.strip() for t in args.task.split(",") if t.strip()]
+        if not names:
+            raise CLIError(
+                f"--task {args.task!r} names no task: give a task name, several separated by "
+                f"commas, or 'all'"
+            )
         for name in names:  # fail before loading the model
             load_checked_task(name, args.family, args.split, args.root)
     model, fingerprint = load(args)
@@ -370,8 +464,15 @@ def count_params(weights: Path) -> int:
     import numpy as np
     from safetensors import safe_open
 
-    with safe_open(str(weights), framework="np") as f:
-        return int(sum(np.prod(f.get_slice(k).get_shape(), dtype=np.int64) for k in f.keys()))
+    try:
+        with safe_open(str(weights), framework="np") as f:
+            n = int(sum(np.prod(f.get_slice(k).get_shape(), dtype=np.int64) for k in f.keys()))
+    except Exception as err:  # safetensors raises its own SafetensorError (not an OSError)
+        raise CLIError(
+            f"{weights}: not a readable safetensors file ({' '.join(str(err).split())}): the "
+            f"weights are truncated or damaged; copy or train the model again"
+        ) from err
+    return n
 
 
 def _fmt(d: Any, keys: tuple[str, ...] | None = None) -> str:
@@ -387,10 +488,9 @@ def describe_model(path: str | Path) -> dict[str, Any]:
     config_path = folder / "uwe_config.json"
     if not config_path.is_file():
         raise CLIError(f"not a UWE model folder (no uwe_config.json): {folder}")
-    try:
-        cfg = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CLIError(f"{config_path}: invalid JSON: {err}") from err
+    from uwe.folder import read_json_object
+
+    cfg = read_json_object(config_path)
     weights = folder / "model.safetensors"
     n_params = count_params(weights) if weights.is_file() else None
     train = cfg.get("train") or {}
@@ -448,6 +548,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error style: one line on stderr, exit status 2 (argparse's
+    own prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"uwe: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -457,7 +576,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "embedder (all-MiniLM-L6-v2, all-mpnet-base-v2, a local folder)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--batch-size", type=int, default=128, help="texts per encoder batch")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="texts per encoder batch")
     p.add_argument(
         "--cache-dir",
         default=None,
@@ -481,7 +601,7 @@ def _task_args(p: argparse.ArgumentParser, targets_file: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="uwe",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Unified Work Embeddings: rank skills and occupations, evaluate models on "
@@ -498,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads of torch and NumPy's BLAS (default: $UWE_THREADS, else the cores "
         "the load average leaves free; `rank` then uses 1 BLAS thread)",
@@ -513,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(p)
     _task_args(p)
-    p.add_argument("--top-k", type=int, default=10, help="results per query (default: 10)")
+    p.add_argument("--top-k", type=positive_int, default=10, help="results per query (default: 10)")
     p.add_argument("--format", choices=TABLE_FORMATS, default="table", help="output format")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument(
@@ -548,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", required=True, help="a task name, several separated by commas, or 'all'"
     )
     _task_args(p, targets_file=False)
-    p.add_argument("--query-chunk", type=int, default=1024, help="queries scored at once")
+    p.add_argument("--query-chunk", type=positive_int, default=1024, help="queries scored at once")
     p.add_argument("--no-cache", action="store_true", help="do not use the index cache")
     p.add_argument("--out", metavar="FILE", help="write the results JSON here")
     p.set_defaults(func=cmd_evaluate)
@@ -601,11 +721,14 @@ def configure_threads(args: argparse.Namespace) -> None:
     to gain from threads (measured: 300 queries beside a training run took 10 s with 1 BLAS
     thread and 190 s with 2), and to the torch count for the other commands."""
     explicit = args.threads
-    if not explicit:
+    env = os.environ.get("UWE_THREADS", "").strip()
+    if not explicit and env:
         try:
-            explicit = max(0, int(os.environ.get("UWE_THREADS", "0"))) or None
+            explicit = int(env)
         except ValueError:
-            explicit = None
+            explicit = 0
+        if explicit < 1:
+            raise CLIError(f"UWE_THREADS must be a whole number >= 1, got {env!r}")
     args.threads = explicit or default_threads()
     if "numpy" in sys.modules:  # imported by the caller: too late to set BLAS threads
         return
@@ -627,17 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # read by huggingface_hub / transformers at import: no weight bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     configure_logging(logging.INFO if args.verbose else logging.WARNING)
-    configure_threads(args)
     try:
+        configure_threads(args)
         return args.func(args)
-    except (
-        CLIError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-        PermissionError,
-        ImportError,
-    ) as err:
+    except (ValueError, OSError, ImportError) as err:  # InputError / CLIError are ValueErrors
         if args.verbose:
             raise
         msg = " ".join(str(err).split()) or type(err).__name__

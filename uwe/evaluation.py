@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from uwe import tasks as task_lib
 from uwe.baselines import model_slug
+from uwe.errors import InputError
 from uwe.io import write_json
 from uwe.metrics import MetricAccumulator, _nan_mean, mean_ci
 
@@ -184,6 +185,12 @@ def evaluate_dataset(
     are taken from it and only the others are scored.
     """
     t0 = time.perf_counter()
+    if not any(len(p) for p in ds.positives):  # its 0.0 would enter the macro average
+        raise InputError(
+            f"task {ds.family}/{ds.name}/{ds.split}: "
+            + (f"none of its {len(ds.queries)} queries has a positive target"
+               if len(ds.queries) else "no queries")
+            + ", so no metric can be computed")
     metrics = tuple(metrics)
     queries, positives = list(ds.queries), [list(p) for p in ds.positives]
     tkey = IndexCache.key(list(ds.targets))
@@ -198,7 +205,13 @@ def evaluate_dataset(
             model, todo_queries, list(ds.targets), query_chunk, progress, desc=ds.name,
             index_cache=index_cache,
         ):
-            acc.update(scores, todo_positives[start : start + len(scores)])
+            try:
+                acc.update(scores, todo_positives[start : start + len(scores)])
+            except ValueError as err:  # NaN scores: name the task and the query
+                raise ValueError(f"task {ds.family}/{ds.name}/{ds.split}, model "
+                                 f"{getattr(model, 'name', type(model).__name__)}: {err} "
+                                 f"(query {todo_queries[start]!r} is the chunk's first)"
+                                 ) from err
     fresh = acc.per_query()  # {m: (len(todo),)}, NaN for a query without positives
     if memo is not None and len(todo):
         memo.store(tkey, todo_queries, todo_positives, metrics,

@@ -109,10 +109,13 @@ def _fetch_one(entry: ManifestEntry, dest: Path, mirror: Path | None, existing: 
             )
         shutil.copy2(src, dest)
         return "mirror"
+    # a mirror that lacks this one file: say so first, not only that a download failed
+    lacking = (f"{entry.path} is missing from the mirror {mirror} (expected at "
+               f"{mirror / entry.path})" if mirror is not None else None)
     if not entry.url:
         raise FetchError(
-            f"{entry.path}: no mirror copy found (mirror: {mirror or 'none'}) and the file has no "
-            f"direct upstream URL. Put the file in a mirror folder and set {MIRROR_ENV}."
+            f"{lacking or f'{entry.path}: no mirror folder (set {MIRROR_ENV})'} and the file has "
+            f"no direct upstream URL. Put the file in the mirror folder."
         )
     try:
         pooch.retrieve(
@@ -127,6 +130,12 @@ def _fetch_one(entry: ManifestEntry, dest: Path, mirror: Path | None, existing: 
             f"checksum mismatch for {entry.path} downloaded from {entry.url}: {err}"
         ) from err
     except Exception as err:  # network errors of any kind
+        if lacking:
+            raise FetchError(
+                f"{lacking}, and downloading it from {entry.url} failed "
+                f"({' '.join(str(err).split())[:200]}). Restore the file in the mirror, or "
+                f"check the network."
+            ) from err
         raise FetchError(
             f"could not download {entry.path} from {entry.url}: {err}. Check the network, "
             f"or provide a mirror folder with {MIRROR_ENV}."

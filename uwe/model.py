@@ -37,14 +37,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from uwe import __version__
-from uwe.io import make_temp_dir
+from uwe.errors import InputError
+from uwe.folder import MODEL_FILES, check_model_folder, check_tokenizer_size
+from uwe.io import make_temp_dir, set_default_mode
 from uwe.npinfer import length_groups
 from uwe.scoring import EPS, get_scorer, mean_pool, sli_dense_blocks, unit_and_norm
 from uwe.textcache import TextCache
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
-REQUIRED_FILES = (UWE_CONFIG, "config.json", WEIGHTS, "tokenizer_config.json")
+REQUIRED_FILES = MODEL_FILES  # and a tokenizer file: uwe.folder.check_model_folder
 FORMAT_VERSION = 1
 # scorers whose target side is one unit mean-pooled vector per target
 POOLED_TARGET_SCORERS = ("mean", "sli_mean_target")
@@ -383,6 +385,8 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
                                       + "\n", encoding="utf-8")
         pickles = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
         assert not pickles, f"pickle files written: {pickles}"
+        for f in tmp.iterdir():  # safetensors writes 0600; the folder's files as any output
+            set_default_mode(f)
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -407,20 +411,22 @@ def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
     from uwe.encoders import resolve_device
 
     path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"UWE model folder not found: {path}")
-    for name in REQUIRED_FILES:
-        if not (path / name).is_file():
-            raise FileNotFoundError(f"UWE model file missing: {path / name}")
-    config = json.loads((path / UWE_CONFIG).read_text(encoding="utf-8"))
+    config = check_model_folder(path, tokenizer_size=False)  # files, configs: one line if not
     try:
         get_scorer(config["scorer"])
     except (KeyError, ValueError) as err:
-        raise ValueError(f"{path / UWE_CONFIG}: bad 'scorer': {err}") from err
+        raise InputError(f"{path / UWE_CONFIG}: bad 'scorer': {err}") from err
     extra = {} if config.get("pooler", True) else {"add_pooling_layer": False}
-    backbone = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True, **extra)
-    encoder = TokenEncoder(backbone, AutoTokenizer.from_pretrained(path),
-                           max_length=int(config["max_length"]),
+    try:
+        backbone = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                             **extra)
+    except Exception as err:  # safetensors / transformers raise their own error types
+        raise InputError(f"{path / WEIGHTS}: the weights do not load "
+                         f"({' '.join(str(err).split())[:300]}): the file is truncated or "
+                         f"damaged; copy or train the model again") from err
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_tokenizer_size(len(tokenizer), int(backbone.config.vocab_size), path)
+    encoder = TokenEncoder(backbone, tokenizer, max_length=int(config["max_length"]),
                            backbone_name=str(config.get("backbone", "")))
     encoder.to(resolve_device(device)).eval()
     kwargs.setdefault("name", path.name)

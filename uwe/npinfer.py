@@ -224,7 +224,10 @@ class NumpyUWE:
     def __init__(self, folder: str | Path):
         from tokenizers import Tokenizer
 
+        from uwe.folder import check_model_folder, check_tokenizer_size
+
         folder = Path(folder)
+        check_model_folder(folder, tokenizer_size=False)
         reason = unsupported_reason(folder)
         if reason is not None:
             raise ValueError(f"{folder}: cannot run on NumPy: {reason}")
@@ -236,6 +239,8 @@ class NumpyUWE:
         self.max_length = int(self.uwe_config["max_length"])
         self.name = folder.name
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        check_tokenizer_size(tok.get_vocab_size(with_added_tokens=True),
+                             int(self.config["vocab_size"]), folder)
         tok.no_padding()  # texts of one length are batched together: nothing to pad
         tok.enable_truncation(max_length=self.max_length)
         self.tokenizer = tok

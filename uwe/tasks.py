@@ -33,13 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from uwe.errors import InputError, did_you_mean, unknown
 
 FAMILIES: tuple[str, ...] = ("full", "heldout", "zeroshot")
 SPLITS: tuple[str, ...] = ("val", "test")
 GRAPHS: tuple[str, ...] = ("sj", "sv", "sa", "jj", "ss", "sd", "jd")
 DEFAULT_ROOT = "data/curated"
-_CURATE_HINT = "run the curate stage first (uwe.curation.curate(raw_dir, out_dir))"
+_CURATE_HINT = ("re-run the curate stage (`dvc repro curate`, or "
+                "uwe.curation.curate(raw_dir, out_dir))")
 
 
 def normalize_text(text: str) -> str:
@@ -325,7 +329,7 @@ def _check_unique_texts(texts: Sequence[str], kind: str, where: str) -> None:
 
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
-        raise ValueError(f"unknown task family {family!r}; families: {', '.join(FAMILIES)}")
+        raise unknown("task family", family, FAMILIES)
 
 
 def task_dir(name: str, family: str, split: str, root: str | Path = DEFAULT_ROOT) -> Path:
@@ -363,11 +367,16 @@ def list_splits(name: str, family: str = "heldout", root: str | Path = DEFAULT_R
 def _read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; {_CURATE_HINT}")
-    names = pq.read_schema(path).names
-    for col in columns:
-        if col not in names:
-            raise ValueError(f"{path}: missing column {col!r} (columns: {names})")
-    return pq.read_table(path).to_pandas()
+    try:
+        names = pq.read_schema(path).names
+        for col in columns:
+            if col not in names:
+                raise InputError(f"{path}: missing column {col!r} (columns: {names}); "
+                                 f"{_CURATE_HINT}")
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as err:  # truncated, not parquet, unreadable
+        raise InputError(f"{path}: not a readable parquet file ({' '.join(str(err).split())});"
+                         f" {_CURATE_HINT}") from None
 
 
 def load_task(name: str, family: str = "heldout", split: str = "test",
@@ -382,8 +391,9 @@ def load_task(name: str, family: str = "heldout", split: str = "test",
     spec = TASKS_BY_NAME.get(name)
     on_disk = list_tasks(family, root)
     if (spec is None or family not in spec.families) and name not in on_disk:
-        raise ValueError(
-            f"unknown task {name!r} for family {family!r}; registered: "
+        raise InputError(
+            f"unknown task {name!r} for family {family!r}"
+            f"{did_you_mean(name, [*registered_tasks(family), *on_disk])}; registered: "
             f"{', '.join(registered_tasks(family))}; on disk under {root}: "
             f"{', '.join(on_disk) or '(none)'}"
         )
@@ -403,10 +413,16 @@ def load_task(name: str, family: str = "heldout", split: str = "test",
     positives = [[int(i) for i in p] if p is not None else [] for p in qdf["positives"]]
     target_ids = tdf["target_id"].astype(str).tolist() if "target_id" in tdf.columns else None
     try:
-        return RankingDataset.from_rows(name, family, split, qdf["query"].tolist(), positives,
-                                        tdf["target"].tolist(), target_ids)
+        ds = RankingDataset.from_rows(name, family, split, qdf["query"].tolist(), positives,
+                                      tdf["target"].tolist(), target_ids)
     except ValueError as exc:
-        raise ValueError(f"{qpath}: {exc}") from exc
+        raise InputError(f"{qpath}: {exc}") from exc
+    if ds.n_queries == 0 or ds.n_without_positives == ds.n_queries:
+        what = "no query rows" if ds.n_queries == 0 else (
+            f"none of its {ds.n_queries} queries has a positive target")
+        raise InputError(f"{qpath}: {what} ({family}/{name}/{split}), so no metric can be "
+                         f"computed; {_CURATE_HINT}")
+    return ds
 
 
 def load_graph(name: str, root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:

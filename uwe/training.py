@@ -57,6 +57,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
 from uwe.batching import GraphBatch, MultiGraphBatcher
@@ -524,7 +525,22 @@ class Trainer:
         last = self.ckpt_dir / "last"
         if not (last / "trainer_state.pt").is_file():
             return
-        meta = json.loads((last / "checkpoint.json").read_text())
+        try:  # everything is read before anything is restored
+            meta = json.loads((last / "checkpoint.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("checkpoint.json is not a JSON object")
+            state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+            with safe_open(str(last / "model.safetensors"), framework="pt"):
+                pass  # the header and the file's length agree (a truncated file fails here)
+        except Exception as err:  # torch / safetensors raise their own error types
+            why = f"{' '.join(str(err).split())[:200]} ({type(err).__name__})"
+            if not strict:
+                logger.warning("checkpoint %s is unreadable: %s; discarded, training from "
+                               "scratch", last, why)
+                self._discard_checkpoint()
+                return
+            raise ValueError(f"checkpoint {last} is unreadable: {why}; train from scratch "
+                             f"(resume=False, scripts/train.py --no-resume) or delete it") from err
         new = _jsonable(dataclasses.asdict(self.cfg))
         diff = [f"train.{k}" for k in sorted(new)
                 if k not in RESUME_FREE and meta["train"].get(k) != new[k]]
@@ -539,11 +555,7 @@ class Trainer:
             if not strict:
                 logger.warning("checkpoint %s belongs to another run (differs in %s): "
                                "discarded, training from scratch", last, ", ".join(diff))
-                if self.info.main:
-                    for sub in ("last", "best"):
-                        shutil.rmtree(self.ckpt_dir / sub, ignore_errors=True)
-                if self.info.world > 1:
-                    dist.barrier()
+                self._discard_checkpoint()
                 return
             raise ValueError(
                 f"checkpoint {last} was written by another run (it differs in "
@@ -551,7 +563,6 @@ class Trainer:
                 f"--no-resume) or pick another checkpoint_dir")
         load_model(self.model.encoder.backbone, str(last / "model.safetensors"),
                    device=str(self.device))
-        state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         mine = state["ranks"][self.info.rank]
@@ -564,6 +575,13 @@ class Trainer:
         self.last_loss, self.last_shapes = meta["last_loss"], dict(meta["global_batch"])
         self.log.rows = CsvLog.read(last / "log.csv")
         logger.info("resumed from %s at step %d", last, self.step)
+
+    def _discard_checkpoint(self) -> None:
+        if self.info.main:
+            for sub in ("last", "best"):
+                shutil.rmtree(self.ckpt_dir / sub, ignore_errors=True)
+        if self.info.world > 1:
+            dist.barrier()
 
     def extra_config(self, val: dict | None) -> dict:
         cfg = self.cfg
