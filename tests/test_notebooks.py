@@ -144,7 +144,15 @@ def analysed_root(evaluated_root):
     for group, runs in ANALYSIS_RUNS.items():
         for run in runs:
             run_notebook("04_variant", evaluated_root, tag=f"{group}_{run}", group=group, run=run)
-    run_notebook("07_latency", evaluated_root)
+    old = os.environ.get("UWE_CACHE_DIR")
+    os.environ["UWE_CACHE_DIR"] = str(evaluated_root / "cache")  # ONNX exports: not the user's
+    try:
+        run_notebook("07_latency", evaluated_root)
+    finally:
+        if old is None:
+            os.environ.pop("UWE_CACHE_DIR", None)
+        else:
+            os.environ["UWE_CACHE_DIR"] = old
     return evaluated_root
 
 
@@ -180,10 +188,15 @@ def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
 
 def test_latency_notebook_times_uwe_and_its_backbone(analysed_root):
     report = json.loads((analysed_root / "metrics" / "latency.json").read_text())
-    assert set(report["models"]) == set(LATENCY_MODELS)
-    for entry in report["models"].values():
+    assert report["engines"] == ["torch", "onnx"]
+    assert set(report["models"]) == {*LATENCY_MODELS, *(f"{m}@onnx" for m in LATENCY_MODELS)}
+    for name, entry in report["models"].items():
         assert entry["latency_ms"]["median"] > 0 and entry["parameters"] > 1_000_000
+        assert entry["engine"] == ("onnx" if name.endswith("@onnx") else "torch")
+        if entry["engine"] == "onnx":  # query encoding and scoring timed apart
+            assert entry["encode_ms"]["median"] > 0 and entry["score_ms"]["median"] > 0
     assert report["ratios"]["uwe"]["mean_pooled"] == "all-MiniLM-L6-v2"
+    assert report["ratios"]["uwe@onnx"]["mean_pooled"] == "all-MiniLM-L6-v2@onnx"
     assert report["sli_over_mean"] > 0 and report["task"] == "job2skill"
 
 

@@ -284,8 +284,9 @@ def build_claims(metrics_dir: str | Path, main_model: str = "uwe",
 
 def _latency_claim(latency: Mapping | None) -> Claim:
     """The SLI entry's median latency over a mean-pooled one of the same backbone: a UWE model
-    with the ``mean`` scorer (the same engine, ``uwe.model``) where one was timed, else the
-    mean-pooled baseline (``latency.json`` ``ratios``)."""
+    with the ``mean`` scorer timed through the same engine where one was, else the mean-pooled
+    baseline (``latency.json`` ``ratios``). The ``onnx`` engine's entries (the deployment
+    path, :mod:`uwe.ort`) come first when both engines were timed."""
     from uwe.baselines import model_slug
 
     text = "SLI with cached targets costs about as much per query as mean pooling"
@@ -293,21 +294,28 @@ def _latency_claim(latency: Mapping | None) -> Claim:
     if latency is None:
         return Claim("latency", text, paper, "not run", None, None, UNDECIDED, "no latency.json")
     models = latency.get("models", {})
+
+    def engine_of(e: Mapping) -> str:
+        return e.get("engine", "torch")
+
     sli = [n for n, e in models.items() if e.get("scorer") == "sli" and e.get("kind") == "uwe"]
     if not sli:
         return Claim("latency", text, paper, "no SLI model timed", None, None, UNDECIDED,
                      "add a model with the sli scorer to params.yaml latency.models")
+    sli.sort(key=lambda n: engine_of(models[n]) != "onnx")  # the deployment engine first
     name = sli[0]
     slug = model_slug(models[name].get("backbone") or "")
     same = [n for n, e in models.items() if e.get("kind") == "uwe" and e.get("scorer") == "mean"
-            and model_slug(e.get("backbone") or "") == slug]
+            and model_slug(e.get("backbone") or "") == slug
+            and engine_of(e) == engine_of(models[name])]
     base = same[0] if same else (latency.get("ratios") or {}).get(name, {}).get("mean_pooled")
     if base is None:
         return Claim("latency", text, paper, f"{name}: no mean-pooled model of its backbone "
                      "timed", None, None, UNDECIDED, "")
     ms, base_ms = models[name]["latency_ms"]["median"], models[base]["latency_ms"]["median"]
     ratio = ms / base_ms
-    engine = "same engine, uwe.model" if same else "the baseline's engine"
+    engine = (f"same engine, {engine_of(models[name])}" if same
+              else "the baseline's engine")
     return Claim("latency", text, paper,
                  f"{name} {ms:.1f} vs {base} (mean pooling) {base_ms:.1f} ms "
                  f"({latency.get('device')}, {latency.get('threads')} threads, {engine})",

@@ -18,8 +18,9 @@ target list of a task (or a .csv/.tsv/.parquet targets file) comes from the cach
 sidecar (no pandas, no parquet), and for a UWE folder with a BERT-family backbone and the SLI
 scorer (``--engine auto`` on the CPU) queries are encoded and scored with NumPy
 (:mod:`uwe.npinfer`) against the memory-mapped cached index, so neither torch nor transformers
-is imported unless the index has to be built. ``--engine torch`` runs the torch model instead
-(same scores up to float32 rounding).
+is imported unless the index has to be built; a UWE folder with another backbone or the mean
+scorer runs its encoder in ONNX Runtime (:mod:`uwe.ort`, exported once per model version).
+``--engine torch`` runs the torch model instead (same scores up to float32 rounding).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from uwe.errors import InputError, unknown
 
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
-ENGINES = ("auto", "numpy", "torch")
+ENGINES = ("auto", "numpy", "onnx", "torch")
 TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.tasks.FAMILIES (that module imports pandas)
 TASK_SPLITS = ("val", "test")  # uwe.tasks.SPLITS
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
@@ -253,13 +254,15 @@ def indexed(
     )
 
 
-def numpy_folder(args: argparse.Namespace) -> Path | None:
-    """The UWE folder to rank with :class:`uwe.npinfer.NumpyUWE`, or None for the torch path.
+def fast_engine(args: argparse.Namespace) -> tuple[str, Path] | None:
+    """``(engine, UWE folder)`` to rank with without torch, or None for the torch path.
 
-    ``--engine auto``: a UWE folder whose backbone and scorer NumPy runs
-    (:func:`uwe.npinfer.unsupported_reason`), with ``--device`` auto or cpu (ranking a few
-    queries against a cached index is faster on the CPU than starting CUDA; the index itself is
-    still built by torch on ``--device``). ``--engine numpy`` requires that, ``torch`` never.
+    ``numpy``: :class:`uwe.npinfer.NumpyUWE` (a BERT-family backbone with the SLI scorer;
+    nothing but NumPy and ``tokenizers``); ``onnx``: :class:`uwe.ort.OrtModel` (the encoder in
+    ONNX Runtime; the SLI, mean and SLI-with-mean-target scorers, any backbone). ``--engine
+    auto``: numpy where it runs, else onnx where it runs, else torch, with ``--device`` auto or
+    cpu (ranking a few queries against a cached index is faster on the CPU than starting
+    CUDA). ``--engine numpy`` / ``onnx`` require theirs; ``torch`` never takes either.
     """
     engine = getattr(args, "engine", "auto")
     if engine == "torch":
@@ -268,40 +271,71 @@ def numpy_folder(args: argparse.Namespace) -> Path | None:
 
     folder = find_uwe_folder(args.model)
     if folder is None:
-        if engine == "numpy":
-            raise CLIError(f"--engine numpy needs a UWE model folder, not {args.model!r}")
+        if engine != "auto":
+            raise CLIError(f"--engine {engine} needs a UWE model folder, not {args.model!r}")
         return None
     if args.device not in ("auto", "cpu"):
-        if engine == "numpy":
-            raise CLIError(f"--engine numpy runs on the CPU, not --device {args.device}")
+        if engine != "auto":
+            raise CLIError(f"--engine {engine} runs on the CPU, not --device {args.device}")
         return None
-    from uwe.npinfer import unsupported_reason
+    if engine in ("auto", "numpy"):
+        from uwe.npinfer import unsupported_reason
 
-    reason = unsupported_reason(folder)
-    if reason is not None:
+        reason = unsupported_reason(folder)
+        if reason is None:
+            return "numpy", folder
         if engine == "numpy":
             raise CLIError(f"--engine numpy cannot run {folder}: {reason}")
-        logger.info("ranking with torch: %s", reason)
-        return None
-    return folder
+        logger.info("not the NumPy engine: %s", reason)
+    import importlib.util
+
+    from uwe.folder import read_uwe_config
+    from uwe.ort import SCORERS
+
+    scorer = read_uwe_config(folder)["scorer"]
+    reason = (f"scorer {scorer!r}" if scorer not in SCORERS else
+              "onnxruntime is not installed" if importlib.util.find_spec("onnxruntime") is None
+              else None)
+    if reason is None:
+        return "onnx", folder
+    if engine == "onnx":
+        raise CLIError(f"--engine onnx cannot run {folder}: {reason}")
+    logger.info("ranking with torch: %s", reason)
+    return None
 
 
-def rank_numpy(
-    args: argparse.Namespace, folder: Path, queries: list[str], targets: list[str], sha: str, k: int
+def rank_fast(
+    args: argparse.Namespace, engine_name: str, folder: Path, queries: list[str],
+    targets: list[str], sha: str, k: int
 ) -> list:
-    """:func:`top_k` of the NumPy engine against the cached index (built by torch and saved
-    on a miss; with ``--no-cache`` built and not saved)."""
-    from uwe.index_cache import IndexCache, index_arrays, model_fingerprint
+    """:func:`top_k` of the NumPy or ONNX engine against the cached index. On a miss the
+    index is built (ONNX engine: by it; NumPy: by torch) and saved; with ``--no-cache`` built
+    and not saved."""
+    from uwe.index_cache import IndexCache, index_arrays, model_fingerprint, numpy_index_arrays
     from uwe.npinfer import NumpyIndex, NumpyUWE
 
-    engine = NumpyUWE(folder)
+    if engine_name == "onnx":
+        from uwe.ort import OrtModel
+
+        engine = OrtModel.from_uwe_folder(folder, threads=args.threads)
+    else:
+        engine = NumpyUWE(folder)
     cache = IndexCache(args.cache_dir)
-    arrays = None
+    arrays, fingerprint = None, model_fingerprint(args.model)
     if not args.no_cache:
-        fingerprint = model_fingerprint(args.model)
         arrays = cache.read_entry(fingerprint, sha, len(targets), "uwe")
         if arrays is not None:
             logger.info("target index: hit %s", cache.paths(fingerprint, sha)[0])
+    if arrays is None and engine_name == "onnx":
+        index = engine.index_targets(targets)
+        if not args.no_cache:
+            try:
+                path = cache.write_entry(fingerprint, sha, len(targets), "uwe",
+                                         numpy_index_arrays(index))
+                logger.info("target index: miss, built and saved %s", path)
+            except OSError as err:  # a read-only cache must not fail the ranking
+                logger.warning("could not write index cache: %s", err)
+        return top_k(engine, queries, index, k)
     if arrays is None:
         model, fingerprint = load(args)
         index, cached = indexed(args, model, fingerprint, targets)
@@ -389,9 +423,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
     k = min(args.top_k, len(targets))
-    folder = numpy_folder(args)
-    if folder is not None:
-        ranked = rank_numpy(args, folder, queries, targets, sha, k)
+    fast = fast_engine(args)
+    if fast is not None:
+        ranked = rank_fast(args, *fast, queries, targets, sha, k)
     else:
         model, fingerprint = load(args)
         index, cached = indexed(args, model, fingerprint, targets)
@@ -439,10 +473,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         for name in names:  # fail before loading the model
             load_checked_task(name, args.family, args.split, args.root)
-    model, fingerprint = load(args)
-    scored = (
-        model if args.no_cache else CachedIndexModel(model, fingerprint, IndexCache(args.cache_dir))
-    )
+    if args.engine == "onnx":  # the query side in ONNX Runtime; indexes are not cached
+        from uwe.ort import ort_model_for
+
+        check_device(args.device)
+        scored = ort_model_for(args.model, threads=args.threads)
+    else:
+        model, fingerprint = load(args)
+        scored = (
+            model
+            if args.no_cache
+            else CachedIndexModel(model, fingerprint, IndexCache(args.cache_dir))
+        )
     res = evaluate(
         scored,
         args.family,
@@ -641,8 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ENGINES,
         default="auto",
         help="query encoder + scorer: numpy (UWE folders with a BERT-family backbone and the "
-        "SLI scorer, on the CPU; no torch import on a cache hit), torch, or auto (numpy where "
-        "it can run and --device is auto or cpu, else torch)",
+        "SLI scorer, on the CPU; no torch import on a cache hit), onnx (the encoder in ONNX "
+        "Runtime: UWE folders with the sli, mean or sli_mean_target scorer), torch, or auto "
+        "(numpy, else onnx where it can run and --device is auto or cpu, else torch)",
     )
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: stdin)")
     p.set_defaults(func=cmd_rank)
@@ -669,6 +712,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _task_args(p, targets_file=False)
     p.add_argument("--query-chunk", type=positive_int, default=1024, help="queries scored at once")
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (the pipeline's numbers) or onnx: the encoder in ONNX Runtime (uwe.ort; "
+        "UWE folders and mean-pooling embedders, on the CPU)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not use the index cache")
     p.add_argument("--out", metavar="FILE", help="write the results JSON here")
     p.set_defaults(func=cmd_evaluate)

@@ -166,6 +166,9 @@ class LatencyParams:
     throughput_batch: int = 64
     throughput_batches: int = 5
     device: str = "auto"
+    # torch: each model's own path; onnx: the query side in ONNX Runtime (uwe.ort), for the
+    # UWE and embedding models, entries "<name>@onnx" with the encode / score split
+    engines: list[str] = field(default_factory=lambda: ["torch"])
 
 
 @dataclass(frozen=True)

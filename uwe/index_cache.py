@@ -446,6 +446,18 @@ def index_arrays(kind: str, index: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def numpy_index_arrays(index: Any) -> dict[str, np.ndarray]:
+    """What the cache stores of a :class:`uwe.npinfer.NumpyIndex` (unpadded buckets), in the
+    UWE entry layout, so that every engine reads what any engine built."""
+    out = {}
+    for i, (idx, emb, norm) in enumerate(index.buckets):
+        out[f"b{i:06d}.index"] = np.ascontiguousarray(idx, dtype=np.int64)
+        out[f"b{i:06d}.emb"] = np.ascontiguousarray(emb, dtype=np.float32)
+        out[f"b{i:06d}.mask"] = np.ones(emb.shape[:2], dtype=np.bool_)
+        out[f"b{i:06d}.norm"] = np.ascontiguousarray(norm, dtype=np.float32)
+    return out
+
+
 def index_from_arrays(
     kind: str, arrays: dict[str, np.ndarray], targets: list[str], model: Any = None
 ) -> Any:

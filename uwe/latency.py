@@ -4,7 +4,9 @@ For each model the target space of one task is indexed once (cached, as in deplo
 
 * latency: ``warmup`` single queries untimed, then ``repeats`` single queries (batch 1) timed
   one by one with ``time.perf_counter`` around ``score_index([query], index)`` (query encoding
-  + scoring against every target, scores back on the CPU); median, p10, p90, mean in ms;
+  + scoring against every target, scores back on the CPU); median, p10, p90, mean in ms. A
+  model of the ``onnx`` engine (:mod:`uwe.ort`) is timed around its two halves,
+  ``encode_queries`` and ``score_encoded``: ``encode_ms`` and ``score_ms`` beside the total;
 * throughput: one untimed batch, then ``throughput_batches`` batches of ``throughput_batch``
   queries; queries per second;
 * parameters: the number of distinct parameters of the model's torch modules (None for the
@@ -62,6 +64,25 @@ def time_single_queries(model: Any, index: Any, queries: Sequence[str]) -> np.nd
     return out
 
 
+def time_split_queries(model: Any, index: Any, queries: Sequence[str]) -> np.ndarray:
+    """``(n, 2)`` milliseconds of encoding and of scoring each query, one at a time, for a
+    model that does them apart (:meth:`uwe.ort.OrtModel.encode_queries` /
+    ``score_encoded``); their sum is the query's latency."""
+    out = np.empty((len(queries), 2), dtype=np.float64)
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter()
+        encoded = model.encode_queries([q])
+        t1 = time.perf_counter()
+        np.asarray(model.score_encoded(encoded, 1, index))
+        out[i] = 1000.0 * (t1 - t0), 1000.0 * (time.perf_counter() - t1)
+    return out
+
+
+def _summary(ms: np.ndarray) -> dict[str, float]:
+    return {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)),
+            "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean())}
+
+
 def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: int = 10,
             repeats: int = 100, throughput_batch: int = 64, throughput_batches: int = 5) -> dict:
     """Index ``targets`` once, then latency and throughput as in the module doc."""
@@ -72,8 +93,14 @@ def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: 
     t0 = time.perf_counter()
     index = model.index_targets(list(targets))
     index_seconds = time.perf_counter() - t0
-    time_single_queries(model, index, query_stream(queries, warmup))
-    ms = time_single_queries(model, index, query_stream(queries, repeats, warmup))
+    split = hasattr(model, "encode_queries") and hasattr(model, "score_encoded")
+    timer = time_split_queries if split else time_single_queries
+    timer(model, index, query_stream(queries, warmup))
+    ms = timer(model, index, query_stream(queries, repeats, warmup))
+    parts = {}
+    if split:
+        parts = {"encode_ms": _summary(ms[:, 0]), "score_ms": _summary(ms[:, 1])}
+        ms = ms.sum(1)
     batches = [query_stream(queries, throughput_batch, k * throughput_batch)
                for k in range(throughput_batches + 1)]
     np.asarray(model.score_index(batches[0], index))  # warm-up batch
@@ -82,8 +109,7 @@ def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: 
         np.asarray(model.score_index(batch, index))
     seconds = time.perf_counter() - t0
     return {
-        "latency_ms": {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)),
-                       "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean())},
+        "latency_ms": _summary(ms), **parts,
         "throughput_qps": throughput_batch * throughput_batches / seconds,
         "index_seconds": index_seconds, "n_targets": len(targets), "parameters":
         parameter_count(model),
@@ -130,18 +156,29 @@ def describe(model: Any, spec: str) -> dict[str, Any]:
     return {"spec": spec, "kind": "lexical", "scorer": None, "backbone": None}
 
 
+ENGINES = ("torch", "onnx")  # torch: the model's own path; onnx: uwe.ort (encoder in ORT)
+
+
+def entry_name(name: str, engine: str) -> str:
+    """``latency.json`` key of a model timed through ``engine`` (torch keeps the name)."""
+    return name if engine == "torch" else f"{name}@{engine}"
+
+
 def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
     """For each UWE entry: its median latency over that of the entry named like its backbone
-    (``uwe.baselines.model_slug`` of either the name or the spec); None if none was timed."""
+    (``uwe.baselines.model_slug`` of either the name or the spec) timed through the same
+    engine; None if none was timed."""
     from uwe.baselines import model_slug
 
     out = {}
     for name, entry in models.items():
         if entry.get("kind") != "uwe":
             continue
-        want = model_slug(entry["backbone"])
+        want, engine = model_slug(entry["backbone"]), entry.get("engine", "torch")
         match = next((n for n, e in models.items() if e.get("kind") == "embedding"
-                      and want in (model_slug(n), model_slug(e["spec"]))), None)
+                      and e.get("engine", "torch") == engine
+                      and want in (model_slug(n.split("@")[0]), model_slug(e["spec"]))),
+                     None)
         ratio = None if match is None else (entry["latency_ms"]["median"]
                                             / models[match]["latency_ms"]["median"])
         if match is None:
@@ -152,25 +189,49 @@ def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
 
 def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Sequence[str],
                    root: str | Path = ".", device: str = "auto", batch_size: int = 128,
-                   backbone: str | None = None, max_length: int = 64, **timing: int) -> dict:
-    """Measure every model of ``specs`` (name -> spec); ``timing`` goes to :func:`measure`."""
+                   backbone: str | None = None, max_length: int = 64,
+                   engines: Sequence[str] = ("torch",), **timing: int) -> dict:
+    """Measure every model of ``specs`` (name -> spec) through each of ``engines``
+    (:data:`ENGINES`; ``onnx`` for the UWE and embedding models: :func:`uwe.ort.ort_model_for`,
+    entries ``<name>@onnx`` with the encode / score split); ``timing`` goes to
+    :func:`measure`."""
     import torch
 
     from uwe.encoders import resolve_device
 
+    unknown_engines = [e for e in engines if e not in ENGINES]
+    if unknown_engines or not engines:
+        raise ValueError(f"latency engines must be some of {ENGINES}, got {list(engines)}")
     models = {}
     for name, spec in specs.items():
         model = load_for_latency(spec, root, device, batch_size, backbone, max_length)
-        models[name] = {**describe(model, spec), **measure(model, targets, queries, **timing)}
-        logger.info("%s: median %.1f ms / query, %.0f queries/s", name,
-                    models[name]["latency_ms"]["median"], models[name]["throughput_qps"])
+        info = describe(model, spec)
+        params = parameter_count(model)
+        if "torch" in engines:
+            models[name] = {**info, "engine": "torch",
+                            **measure(model, targets, queries, **timing)}
         del model
+        if "onnx" in engines and info["kind"] in ("uwe", "embedding"):
+            from uwe.ort import ort_model_for
+
+            fast = ort_model_for(spec, root, backbone=backbone, max_length=max_length,
+                                 threads=torch.get_num_threads())
+            entry = measure(fast, targets, queries, **timing)
+            models[entry_name(name, "onnx")] = {**info, "engine": "onnx", **entry,
+                                                "parameters": params}
+            del fast
+        for key in (name, entry_name(name, "onnx")):
+            if key in models:
+                logger.info("%s: median %.1f ms / query, %.0f queries/s", key,
+                            models[key]["latency_ms"]["median"], models[key]["throughput_qps"])
     ratios = sli_mean_ratios(models)
-    sli = [r for n, r in ratios.items() if models[n].get("scorer") == "sli"]
-    first = (sli or list(ratios.values()) or [{}])[0]
+    sli = [n for n in ratios if models[n].get("scorer") == "sli"]
+    sli.sort(key=lambda n: models[n].get("engine") != "onnx")  # the fast engine first
+    first = ratios[(sli or list(ratios) or [None])[0]] if ratios else {}
     return {"models": models, "ratios": ratios, "sli_over_mean": first.get("latency_ratio"),
-            "n_targets": len(targets), "threads": torch.get_num_threads(),
-            "device": str(resolve_device(device)), "batch_size_latency": 1, **timing}
+            "engines": list(engines), "n_targets": len(targets),
+            "threads": torch.get_num_threads(), "device": str(resolve_device(device)),
+            "batch_size_latency": 1, **timing}
 
 
 def latency_frame(report: Mapping, results: Sequence[Mapping] = ()) -> pd.DataFrame:
@@ -180,10 +241,14 @@ def latency_frame(report: Mapping, results: Sequence[Mapping] = ()) -> pd.DataFr
     rows = []
     for name, e in report["models"].items():
         params = e.get("parameters")
-        rows.append({"model": name, "scorer": e.get("scorer"),
+        rows.append({"model": name, "engine": e.get("engine", "torch"), "scorer": e.get("scorer"),
                      "params (M)": None if params is None else round(params / 1e6, 1),
                      "median ms": round(e["latency_ms"]["median"], 2),
                      "p90 ms": round(e["latency_ms"]["p90"], 2),
+                     "encode ms": (round(e["encode_ms"]["median"], 2) if "encode_ms" in e
+                                   else None),
+                     "score ms": round(e["score_ms"]["median"], 2) if "score_ms" in e else None,
                      "queries/s (batch)": round(e["throughput_qps"], 1),
-                     "macro MAP": None if maps.get(name) is None else round(100 * maps[name], 1)})
+                     "macro MAP": (None if maps.get(name.split("@")[0]) is None
+                                   else round(100 * maps[name.split("@")[0]], 1))})
     return pd.DataFrame(rows)
