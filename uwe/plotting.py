@@ -179,13 +179,16 @@ def ablation_bars(ablations: dict, metric: str = "map"):
 
 def latency_vs_map(latency: dict, results: list[dict]):
     """Median per-query latency (ms, log scale) vs heldout macro MAP (%); bubble area ∝
-    parameters. Models without both numbers are left out."""
+    parameters. A model timed through another engine (``<name>@onnx``) has its model's MAP
+    (the same scores up to float rounding). Models without both numbers are left out."""
     import numpy as np
 
     plt = _plt()
     maps = {r["model"]: (r.get("macro") or {}).get("map") for r in results}
-    points = [(name, e["latency_ms"]["median"], 100 * maps[name], e.get("parameters") or 0)
-              for name, e in latency["models"].items() if maps.get(name) is not None]
+    points = [(name, e["latency_ms"]["median"], 100 * maps[name.split("@")[0]],
+               e.get("parameters") or 0)
+              for name, e in latency["models"].items()
+              if maps.get(name.split("@")[0]) is not None]
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
