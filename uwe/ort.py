@@ -10,7 +10,8 @@ in ONNX Runtime and scores with NumPy:
   ``{cache}/onnx/{slug}-{key}/encoder.onnx`` (``{cache}``: ``$UWE_CACHE_DIR`` or
   ``~/.cache/uwe``; ``key`` hashes the folder's path, its ``config.json`` and its weights' size
   and mtime, so retraining into the same folder exports again), atomically. Exporting needs
-  torch; running needs only ``onnxruntime``, ``tokenizers`` and NumPy.
+  torch and ``onnx`` (torch's TorchScript exporter serialises through it); running needs only
+  ``onnxruntime``, ``tokenizers`` and NumPy.
 * :class:`OrtModel` encodes texts with the backbone's own ``tokenizer.json`` (truncated to the
   model's max length), in groups of one exact token length (no padding, as
   :meth:`uwe.model.UWEModel._encode_buckets`), and scores as :class:`uwe.model.UWEModel`:
