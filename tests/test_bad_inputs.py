@@ -358,46 +358,40 @@ def test_saved_model_files_have_the_default_mode(uwe_dir):
     assert set(modes.values()) == {0o666 & ~mask}
 
 
+def run_train_script(root: Path, monkeypatch, train) -> int:
+    """Exit status of ``scripts/train.py --root root --profile smoke`` with ``uwe.training.train``
+    replaced by ``train`` (and no thread / logging set-up)."""
+    from uwe import runtime, training
+    from uwe.config import load_params
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "params.yaml", root / "params.yaml")
+    monkeypatch.setattr(runtime, "setup", lambda r, params, profile: (
+        Path(r), load_params(Path(r) / params, profile=profile)))
+    monkeypatch.setattr(training, "train", train)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--root", str(root), "--profile", "smoke"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(repo / "scripts" / "train.py"), run_name="__main__")
+    return stop.value.code
+
+
 def test_train_script_stopped_by_a_signal_exits_non_zero(tmp_path, monkeypatch, capsys):
     """scripts/train.py: a run stopped by SIGTERM has checkpointed but published nothing, so
     it must not look like a success, nor overwrite metrics/train.json."""
-    from uwe import training
-
-    repo = Path(__file__).resolve().parents[1]
     (tmp_path / "metrics").mkdir()
-    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "metrics" / "train.json").write_text('{"kept": true}\n', encoding="utf-8")
-    from uwe import runtime
-    from uwe.config import load_params
-
-    monkeypatch.setattr(runtime, "setup", lambda root, params, profile: (
-        Path(root), load_params(Path(root) / params, profile=profile)))  # no thread/log set-up
-    monkeypatch.setattr(training, "train", lambda cfg, **kw: {
+    code = run_train_script(tmp_path, monkeypatch, lambda cfg, **kw: {
         "stopped": "signal", "steps_done": 2, "steps": 10, "out_dir": None})
-    monkeypatch.setattr(sys, "argv", ["train.py", "--root", str(tmp_path), "--profile", "smoke"])
-    with pytest.raises(SystemExit) as stop:
-        runpy.run_path(str(repo / "scripts" / "train.py"), run_name="__main__")
-    assert stop.value.code == 3
+    assert code == 3
     assert "stopped by a signal at step 2 of 10" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics" / "train.json").read_text()) == {"kept": True}
 
 
 def test_train_script_refusing_a_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
-    from uwe import runtime, training
-    from uwe.config import load_params
-
-    repo = Path(__file__).resolve().parents[1]
-    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setattr(runtime, "setup", lambda root, params, profile: (
-        Path(root), load_params(Path(root) / params, profile=profile)))
-
     def refuse(cfg, **kw):
         raise ValueError("checkpoint models/uwe_ckpt/last is unreadable: truncated\n(EOFError)")
 
-    monkeypatch.setattr(training, "train", refuse)
-    monkeypatch.setattr(sys, "argv", ["train.py", "--root", str(tmp_path), "--profile", "smoke"])
-    with pytest.raises(SystemExit) as stop:
-        runpy.run_path(str(repo / "scripts" / "train.py"), run_name="__main__")
+    code = run_train_script(tmp_path, monkeypatch, refuse)
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("train.py: error: checkpoint models/uwe_ckpt/last is unreadable")

@@ -404,9 +404,24 @@ def replace_dir(src: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def load_backbone(path: str | Path, pooler: bool = True):
+    """The float32 ``AutoModel`` saved in ``path`` (safetensors only); weights that do not load
+    are one :class:`uwe.errors.InputError` naming the file."""
+    from transformers import AutoModel
+
+    extra = {} if pooler else {"add_pooling_layer": False}
+    try:
+        return AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                         **extra)
+    except Exception as err:  # safetensors / transformers raise their own error types
+        raise InputError(f"{Path(path) / WEIGHTS}: the weights do not load "
+                         f"({' '.join(str(err).split())[:300]}): the file is truncated or "
+                         f"damaged; copy or train the model again") from err
+
+
 def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
     """Load a folder written by :func:`save`; ``kwargs`` go to :class:`UWEModel`."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from uwe.encoders import resolve_device
 
@@ -416,14 +431,7 @@ def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
         get_scorer(config["scorer"])
     except (KeyError, ValueError) as err:
         raise InputError(f"{path / UWE_CONFIG}: bad 'scorer': {err}") from err
-    extra = {} if config.get("pooler", True) else {"add_pooling_layer": False}
-    try:
-        backbone = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                             **extra)
-    except Exception as err:  # safetensors / transformers raise their own error types
-        raise InputError(f"{path / WEIGHTS}: the weights do not load "
-                         f"({' '.join(str(err).split())[:300]}): the file is truncated or "
-                         f"damaged; copy or train the model again") from err
+    backbone = load_backbone(path, pooler=config.get("pooler", True))
     tokenizer = AutoTokenizer.from_pretrained(path)
     check_tokenizer_size(len(tokenizer), int(backbone.config.vocab_size), path)
     encoder = TokenEncoder(backbone, tokenizer, max_length=int(config["max_length"]),

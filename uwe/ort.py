@@ -49,8 +49,9 @@ EXPORT_VERSION = "uwe-onnx-export-v1"  # bump when export_onnx writes a differen
 
 
 def onnx_cache_dir() -> Path:
-    base = os.environ.get("UWE_CACHE_DIR")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "uwe") / "onnx"
+    from uwe.encoders import cache_root
+
+    return cache_root() / "onnx"
 
 
 def backbone_key(folder: Path) -> str:
@@ -79,20 +80,14 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
     import warnings
 
     import torch
-    from transformers import AutoModel
+
+    from uwe.model import load_backbone
 
     folder, path = Path(folder), Path(path)
-    kw = {}
     ucfg = folder / "uwe_config.json"
-    if ucfg.is_file() and not json.loads(ucfg.read_text(encoding="utf-8")).get("pooler", True):
-        kw["add_pooling_layer"] = False
-    try:
-        backbone = AutoModel.from_pretrained(folder, dtype=torch.float32, use_safetensors=True,
-                                             **kw).eval()
-    except Exception as err:  # safetensors / transformers raise their own error types
-        raise InputError(f"{folder / 'model.safetensors'}: the weights do not load "
-                         f"({' '.join(str(err).split())[:300]}): the file is truncated or "
-                         f"damaged; copy or train the model again") from err
+    pooler = not ucfg.is_file() or json.loads(ucfg.read_text(encoding="utf-8")).get("pooler",
+                                                                                      True)
+    backbone = load_backbone(folder, pooler=pooler).eval()
 
     class Hidden(torch.nn.Module):
         def __init__(self, m):
