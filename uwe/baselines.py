@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
 LEXICAL = ("bm25", "tfidf_char")
-_ENCODER_KW = frozenset({"device", "batch_size", "max_length", "progress", "text_cache_mb"})
+_ENCODER_KW = frozenset({"device", "batch_size", "max_length", "progress", "text_cache_mb",
+                         "engine"})
 
 
 def word_tokenize(text: str) -> list[str]:
@@ -145,11 +146,12 @@ class EmbeddingBaseline(_Scorer):
         max_length: int | None = None,
         progress: bool = True,
         text_cache_mb: float = 0,
+        engine: str = "torch",
     ):
         self.name = str(name)
         self.encoder = SentenceEncoder(
             name, device=device, batch_size=batch_size, max_length=max_length, progress=progress,
-            text_cache_mb=text_cache_mb,
+            text_cache_mb=text_cache_mb, engine=engine,
         )
 
     def index_targets(self, targets: list[str]) -> np.ndarray:
@@ -164,8 +166,8 @@ def make_model(name: str, **kw) -> _Scorer:
     """``"bm25"``, ``"tfidf_char"`` or an embedding model name / folder / hub id.
 
     ``kw`` goes to the model's constructor; the encoder options (``device``, ``batch_size``,
-    ``max_length``, ``progress``, ``text_cache_mb``) are accepted and ignored by the lexical
-    models.
+    ``max_length``, ``progress``, ``text_cache_mb``, ``engine``) are accepted and ignored by the
+    lexical models.
     A name that cannot be loaded raises ValueError naming it.
     """
     if not isinstance(name, str | Path) or not str(name).strip():

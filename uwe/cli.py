@@ -327,7 +327,7 @@ def rank_fast(
         if arrays is not None:
             logger.info("target index: hit %s", cache.paths(fingerprint, sha)[0])
     if arrays is None and engine_name == "onnx":
-        index = engine.index_targets(targets)
+        index = engine.token_index(targets)
         if not args.no_cache:
             try:
                 path = cache.write_entry(fingerprint, sha, len(targets), "uwe",
@@ -335,13 +335,14 @@ def rank_fast(
                 logger.info("target index: miss, built and saved %s", path)
             except OSError as err:  # a read-only cache must not fail the ranking
                 logger.warning("could not write index cache: %s", err)
-        return top_k(engine, queries, index, k)
+        return top_k(engine, queries, engine.prepare(index), k)
     if arrays is None:
         model, fingerprint = load(args)
         index, cached = indexed(args, model, fingerprint, targets)
         logger.info("target index: %s %s", cached.status, cached.path or "")
         arrays = index_arrays("uwe", index)
-    return top_k(engine, queries, NumpyIndex.from_arrays(arrays, len(targets)), k)
+    index = NumpyIndex.from_arrays(arrays, len(targets))
+    return top_k(engine, queries, engine.prepare(index) if engine_name == "onnx" else index, k)
 
 
 def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):

@@ -104,6 +104,9 @@ class EvaluateParams:
     device: str = "auto"
     # MiB of text -> embedding cache per evaluated model (uwe.textcache); 0 = none
     text_cache_mb: float = 0
+    # engine of the sentence-embedding baselines (uwe.encoders.SentenceEncoder): torch, onnx
+    # (ONNX Runtime, CPU) or auto (onnx on the CPU, torch on a GPU); UWE folders run in torch
+    engine: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,8 @@ class LatencyParams:
     # torch: each model's own path; onnx: the query side in ONNX Runtime (uwe.ort), for the
     # UWE and embedding models, entries "<name>@onnx" with the encode / score split
     engines: list[str] = field(default_factory=lambda: ["torch"])
+    # how the onnx engine stores an SLI model's cached target tokens (uwe.ort.LAYOUTS)
+    target_layout: str = "float32"
 
 
 @dataclass(frozen=True)

@@ -164,4 +164,124 @@ def sli_from_cos(cos: np.ndarray, q_scale: np.ndarray, t_norm: np.ndarray, a: in
               np.ascontiguousarray(t_norm, dtype=f32), a, lq, b, lt, TILE, f32(EXP_FLOOR))
 
 
-__all__ = ["EXP_FLOOR", "TILE", "available", "sli_from_cos"]
+
+# -- SLI of one query against compact target tokens (the ONNX engine's index) -------------------
+#
+# One pass over the cached target tokens per query: each token row is loaded once, widened to
+# float32 (from int8 with its per-token scale, or from float16 bits) into an L1-resident row,
+# and dotted with every query token; the per-target softmax follows at once. This is what makes
+# batch-1 SLI cheap: the NumPy path (uwe.npinfer.sli_dense) spends most of its time in passes
+# over (Lq, b, Lt) arrays and a skinny matrix product that OpenBLAS runs at a third of the
+# machine's memory bandwidth. Widening is done once per row, not once per query token: that
+# halves the int8 kernel's time.
+COMPACT_DTYPES = {"float32": np.float32, "float16": np.uint16, "int8": np.int8}
+
+
+@cache
+def _compact_kernel(mode: str):
+    import numba as nb
+
+    f32, u32 = np.float32, np.uint32
+
+    if mode == "float16":  # IEEE half bits -> float32; subnormal halves (< 6.1e-5) flush to 0
+        @nb.njit(inline="always", fastmath=True, cache=_CACHE, nogil=True)
+        def load(src, bits, row):  # pragma: no cover - jitted
+            for k in range(src.shape[0]):
+                h = u32(src[k])
+                e = (h >> u32(10)) & u32(0x1F)
+                sign = (h & u32(0x8000)) << u32(16)
+                full = sign | ((e + u32(112)) << u32(23)) | ((h & u32(0x3FF)) << u32(13))
+                bits[k] = full if e != u32(0) else sign
+    else:
+        @nb.njit(inline="always", fastmath=True, cache=_CACHE, nogil=True)
+        def load(src, bits, row):  # pragma: no cover - jitted
+            for k in range(src.shape[0]):
+                row[k] = f32(src[k])
+
+    # fastmath: the dot products' reductions vectorise only when they may be reassociated
+    @nb.njit(parallel=True, fastmath=True, cache=_CACHE, nogil=True)
+    def sli_rows(q_unit, q_scale, tokens, t_scale, t_norm, floor, eps, out):  # pragma: no cover
+        a, lq, d = q_unit.shape
+        b, lt, _ = tokens.shape
+        for n in nb.prange(b):
+            raw = np.empty((a, lq, lt), f32)
+            bits = np.empty(d, u32)
+            row = bits.view(f32)
+            for j in range(lt):  # each target token is read and widened once for all queries
+                load(tokens[n, j], bits, row)
+                s = t_scale[n, j]
+                for p in range(a):
+                    for i in range(lq):
+                        acc = f32(0.0)
+                        for k in range(d):
+                            acc += q_unit[p, i, k] * row[k]
+                        raw[p, i, j] = acc * s  # ~ q_unit . t_j = |t_j| cos_ij
+            for p in range(a):
+                total = f32(0.0)
+                for i in range(lq):
+                    m = f32(-3.0e38)
+                    for j in range(lt):
+                        m = max(m, raw[p, i, j] * q_scale[p, i])
+                    den = f32(0.0)
+                    num = f32(0.0)
+                    for j in range(lt):
+                        e = np.exp(max(raw[p, i, j] * q_scale[p, i] - m, floor))
+                        den += e
+                        num += e * (raw[p, i, j] / max(t_norm[n, j], eps))
+                    total += num / den
+                out[p, n] = total / lq
+
+    return sli_rows
+
+
+def sli_compact(q_unit: np.ndarray, q_scale: np.ndarray, tokens: np.ndarray,
+                t_scale: np.ndarray, t_norm: np.ndarray, eps: float = 1e-12,
+                threads: int | None = None) -> np.ndarray:
+    """SLI of equal-length queries against equal-length targets in a compact layout ->
+    ``(a, b)`` float32.
+
+    ``q_unit`` ``(a, Lq, d)``: the queries' unit tokens; ``q_scale`` ``(a, Lq)`` =
+    ``|q_i| / tau``; ``tokens`` ``(b, Lt, d)``: the targets' tokens as float32, as float16
+    bits (``uint16``, the ``.view(np.uint16)`` of a float16 array) or as int8 with
+    ``t ~ t_scale[..., None] * tokens``; ``t_scale`` ``(b, Lt)`` (ones for float32 / float16);
+    ``t_norm`` ``(b, Lt)``: the exact token norms |t_j|. Logit ``= q_scale_i * (q_unit_i .
+    t_j)``, the softmax over each target's tokens shifted by its max and floored at
+    ``EXP_FLOOR``, then ``mean_i sum_j A_ij cos_ij`` with ``cos_ij = q_unit_i . t_j / |t_j|``:
+    :func:`uwe.npinfer.sli_dense`'s formula on the stored tokens. Targets run in parallel on
+    Numba's pool (``threads`` of it when given); each target token is read once per call, so
+    a batch of queries shares the pass over the targets."""
+    modes = {np.dtype(v): k for k, v in COMPACT_DTYPES.items()}
+    mode = modes.get(np.dtype(tokens.dtype))
+    if mode is None:
+        raise ValueError(f"compact tokens must be float32, uint16 (float16 bits) or int8, got "
+                         f"{tokens.dtype}")
+    if (tokens.ndim != 3 or t_scale.shape != tokens.shape[:2] or t_norm.shape != tokens.shape[:2]
+            or q_unit.ndim != 3 or q_scale.shape != q_unit.shape[:2]
+            or q_unit.shape[2] != tokens.shape[2]):
+        raise ValueError(f"sli_compact: shapes q {q_unit.shape}, q_scale {q_scale.shape}, "
+                         f"tokens {tokens.shape}, t_scale {t_scale.shape}, t_norm {t_norm.shape}")
+    if threads:
+        import numba as nb
+
+        nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
+    out = np.empty((q_unit.shape[0], tokens.shape[0]), dtype=np.float32)
+    _compact_kernel(mode)(np.ascontiguousarray(q_unit, np.float32),
+                          np.ascontiguousarray(q_scale, np.float32), tokens,
+                          np.ascontiguousarray(t_scale, np.float32),
+                          np.ascontiguousarray(t_norm, np.float32), np.float32(EXP_FLOOR),
+                          np.float32(eps), out)
+    return out
+
+
+def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows with one scale per row (the last axis): ``(q, scale)`` with
+    ``emb ~ scale[..., None] * q``, ``scale = max|row| / 127`` (1 for an all-zero row)."""
+    emb = np.asarray(emb, dtype=np.float32)
+    scale = np.abs(emb).max(axis=-1) / np.float32(127.0)
+    scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(emb / scale[..., None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+__all__ = ["COMPACT_DTYPES", "EXP_FLOOR", "TILE", "available", "quantize_rows", "sli_compact",
+           "sli_from_cos"]

@@ -111,9 +111,26 @@ def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: 
     return {
         "latency_ms": _summary(ms), **parts,
         "throughput_qps": throughput_batch * throughput_batches / seconds,
-        "index_seconds": index_seconds, "n_targets": len(targets), "parameters":
-        parameter_count(model),
+        "index_seconds": index_seconds, "index_mb": index_mb(index), "n_targets": len(targets),
+        "parameters": parameter_count(model),
     }
+
+
+def index_mb(index: Any) -> float | None:
+    """MiB of a NumPy-side target index (:class:`uwe.ort.CompactIndex`, a token-level
+    :class:`uwe.npinfer.NumpyIndex` with its pooled rows if computed, an embedding matrix);
+    None for a torch or lexical index."""
+    if isinstance(index, np.ndarray):
+        return index.nbytes / 2**20
+    if hasattr(index, "nbytes"):
+        return int(index.nbytes) / 2**20
+    buckets = getattr(index, "buckets", None)
+    if not isinstance(buckets, list) or not all(
+            isinstance(a, np.ndarray) for b in buckets for a in b):
+        return None
+    pooled = getattr(index, "_pooled", None)
+    extra = pooled[0].nbytes if pooled is not None else 0
+    return (sum(a.nbytes for b in buckets for a in b) + extra) / 2**20
 
 
 UNTUNED_PREFIX = "untuned:"
@@ -190,10 +207,12 @@ def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
 def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Sequence[str],
                    root: str | Path = ".", device: str = "auto", batch_size: int = 128,
                    backbone: str | None = None, max_length: int = 64,
-                   engines: Sequence[str] = ("torch",), **timing: int) -> dict:
+                   engines: Sequence[str] = ("torch",), target_layout: str = "float32",
+                   **timing: int) -> dict:
     """Measure every model of ``specs`` (name -> spec) through each of ``engines``
     (:data:`ENGINES`; ``onnx`` for the UWE and embedding models: :func:`uwe.ort.ort_model_for`,
-    entries ``<name>@onnx`` with the encode / score split); ``timing`` goes to
+    entries ``<name>@onnx`` with the encode / score split, SLI models scoring cached target
+    tokens stored in ``target_layout``: :data:`uwe.ort.LAYOUTS`); ``timing`` goes to
     :func:`measure`."""
     import torch
 
@@ -215,10 +234,11 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
             from uwe.ort import ort_model_for
 
             fast = ort_model_for(spec, root, backbone=backbone, max_length=max_length,
-                                 threads=torch.get_num_threads())
+                                 threads=torch.get_num_threads(), target_layout=target_layout)
             entry = measure(fast, targets, queries, **timing)
+            layout = fast.target_layout if info["scorer"] == "sli" else None
             models[entry_name(name, "onnx")] = {**info, "engine": "onnx", **entry,
-                                                "parameters": params}
+                                                "parameters": params, "target_layout": layout}
             del fast
         for key in (name, entry_name(name, "onnx")):
             if key in models:
@@ -229,7 +249,7 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
     sli.sort(key=lambda n: models[n].get("engine") != "onnx")  # the fast engine first
     first = ratios[(sli or list(ratios) or [None])[0]] if ratios else {}
     return {"models": models, "ratios": ratios, "sli_over_mean": first.get("latency_ratio"),
-            "engines": list(engines), "n_targets": len(targets),
+            "engines": list(engines), "target_layout": target_layout, "n_targets": len(targets),
             "threads": torch.get_num_threads(), "device": str(resolve_device(device)),
             "batch_size_latency": 1, **timing}
 

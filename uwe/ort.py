@@ -137,6 +137,53 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+# SLI target-token layouts: "float32" the NumPy passes of uwe.npinfer.sli_dense (the reference);
+# the others one fused pass per query (uwe.kernels.sli_compact) on float32, float16 or int8 tokens
+LAYOUTS = ("float32", "fused32", "float16", "int8")
+COMPACT_QUERIES = 64  # queries of one length per kernel call (their tokens stay in cache)
+
+
+class CompactIndex:
+    """SLI target tokens for :func:`uwe.kernels.sli_compact`, one group per token length
+    (the exact-length buckets of a :class:`uwe.npinfer.NumpyIndex` of the same length merged:
+    fewer, larger kernel calls): ``(index (b,), tokens (b, L, d), scale (b, L), norm (b, L))``.
+
+    ``fused32``: float32 tokens (4 bytes a value); ``float16``: half-precision tokens, stored as
+    their ``uint16`` bits (2 bytes); ``int8``: one byte a value with one float32 scale per token
+    (``t ~ scale * tokens``, ``scale = max|t| / 127``). ``norm`` is always the exact float32
+    norm, so only the dot products carry the rounding."""
+
+    def __init__(self, index: NumpyIndex, layout: str):
+        from uwe.kernels import quantize_rows
+
+        if layout not in LAYOUTS[1:]:
+            raise ValueError(f"compact layout must be one of {', '.join(LAYOUTS[1:])}, got "
+                             f"{layout!r}")
+        self.n_targets, self.layout, self.buckets = len(index), layout, []
+        by_length: dict[int, list] = {}
+        for bucket in index.buckets:
+            by_length.setdefault(bucket[1].shape[1], []).append(bucket)
+        for _, group in sorted(by_length.items(), reverse=True):
+            t_idx, emb, norm = (np.concatenate([b[k] for b in group]) for k in range(3))
+            ones = np.ones(emb.shape[:2], np.float32)
+            if layout == "int8":
+                tokens, scale = quantize_rows(emb)
+            elif layout == "float16":
+                tokens, scale = np.ascontiguousarray(emb.astype(np.float16).view(np.uint16)), ones
+            else:
+                tokens, scale = np.ascontiguousarray(emb, np.float32), ones
+            self.buckets.append((t_idx.astype(np.int64), tokens, scale,
+                                 np.ascontiguousarray(norm, np.float32)))
+
+    def __len__(self) -> int:
+        return self.n_targets
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored tokens, scales and norms."""
+        return sum(tq.nbytes + sc.nbytes + nm.nbytes for _, tq, sc, nm in self.buckets)
+
+
 class OrtModel:
     """A backbone in ONNX Runtime with one of :data:`SCORERS` (see the module doc).
 
@@ -147,7 +194,7 @@ class OrtModel:
     def __init__(self, backbone_dir: str | Path, scorer: str = "sli",
                  attention_temperature: float = 0.1, max_length: int = 64,
                  threads: int | None = None, name: str | None = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, target_layout: str = "float32"):
         from tokenizers import Tokenizer
 
         from uwe.folder import check_tokenizer_size, read_json_object
@@ -159,6 +206,10 @@ class OrtModel:
         if not (folder / "tokenizer.json").is_file():
             raise FileNotFoundError(f"{folder}: no tokenizer.json (the ONNX engine needs a fast "
                                     f"tokenizer)")
+        if target_layout not in LAYOUTS:
+            raise InputError(f"target layout must be one of {', '.join(LAYOUTS)}, got "
+                             f"{target_layout!r}")
+        self.target_layout, self.threads = target_layout, threads
         self.folder, self.scorer_name = folder, scorer
         self.attention_temperature, self.max_length = float(attention_temperature), max_length
         self.name = name or folder.name
@@ -218,6 +269,27 @@ class OrtModel:
         return cls(sub, "mean", max_length=int(max_len), **kw)
 
     # -- encoder ---------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Hidden size ``d`` of the backbone (its ``config.json``)."""
+        from uwe.folder import read_json_object
+
+        return int(read_json_object(self.folder / "config.json")["hidden_size"])
+
+    def set_max_length(self, max_length: int) -> None:
+        """Truncate texts to ``max_length`` tokens from now on."""
+        self.max_length = int(max_length)
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+
+    def sentence_embeddings(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """``(n, d)`` float32 unit rows: the mean of each text's token embeddings, as a
+        mean-pooling sentence-transformers model (and ``scorer="mean"``) embeds it."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for pos, emb in self.encode_buckets(list(texts), batch_size):
+            v = emb.mean(1)
+            out[pos] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), EPS)
+        return out
+
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
@@ -236,15 +308,25 @@ class OrtModel:
                 for pos in length_groups(lengths, batch_size)]
 
     # -- the harness contract --------------------------------------------------------------
-    def index_targets(self, targets: list[str]) -> NumpyIndex:
-        """Token-level index of ``targets`` (and, for a pooled scorer, their unit mean
-        vectors, computed once: :func:`pooled_targets`)."""
+    def token_index(self, targets: list[str]) -> NumpyIndex:
+        """Token-level float32 index of ``targets`` (what :mod:`uwe.index_cache` stores)."""
         buckets = [(pos.astype(np.int64), emb, np.sqrt(np.einsum("bld,bld->bl", emb, emb)))
                    for pos, emb in self.encode_buckets(list(targets))]
-        index = NumpyIndex(len(targets), buckets)
+        return NumpyIndex(len(targets), buckets)
+
+    def prepare(self, index: NumpyIndex) -> NumpyIndex | CompactIndex:
+        """``index`` ready for this model's scorer: for a pooled scorer with its unit mean
+        vectors (:func:`pooled_targets`, computed once); for SLI in ``target_layout``
+        (:class:`CompactIndex` unless ``float32``)."""
         if self.scorer_name in POOLED:
             pooled_targets(index)
+        elif self.target_layout != "float32":
+            return CompactIndex(index, self.target_layout)
         return index
+
+    def index_targets(self, targets: list[str]) -> NumpyIndex | CompactIndex:
+        """:meth:`token_index` then :meth:`prepare`."""
+        return self.prepare(self.token_index(targets))
 
     def encode_queries(self, queries: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """The encoding half of :meth:`score_index` (timed apart by the latency stage)."""
@@ -264,6 +346,19 @@ class OrtModel:
                 else:  # sli_mean_target: mean over query tokens of cos(q_i, mean(t))
                     qn = q / np.maximum(np.linalg.norm(q, axis=2, keepdims=True), EPS)
                     out[pos] = (qn @ t_cols).mean(1)
+            return out
+        if isinstance(index, CompactIndex):  # one fused pass over the targets (uwe.kernels)
+            from uwe.kernels import sli_compact
+
+            for pos, q in encoded:
+                norms = np.sqrt(np.einsum("ald,ald->al", q, q))  # (a, Lq)
+                units = q / np.maximum(norms, np.float32(EPS))[..., None]
+                scales = (norms / np.float32(self.attention_temperature)).astype(np.float32)
+                for s in range(0, len(pos), COMPACT_QUERIES):
+                    rows, e = pos[s:s + COMPACT_QUERIES], slice(s, s + COMPACT_QUERIES)
+                    for t_idx, tokens, t_scale, t_norm in index.buckets:
+                        out[np.ix_(rows, t_idx)] = sli_compact(
+                            units[e], scales[e], tokens, t_scale, t_norm, EPS, self.threads)
             return out
         for pos, q in encoded:
             block = np.zeros((len(pos), len(index)), dtype=np.float32)

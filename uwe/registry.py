@@ -38,10 +38,12 @@ def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
 
 
 def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_size: int = 128,
-               text_cache_mb: float = 0):
+               text_cache_mb: float = 0, engine: str = "torch"):
     """Load the model that ``spec`` names (see module docstring). ``text_cache_mb`` > 0 gives
     an encoder model a text -> embedding cache of that size (:mod:`uwe.textcache`): for
-    evaluating frozen weights on many tasks that share texts."""
+    evaluating frozen weights on many tasks that share texts. ``engine`` (``torch``, ``onnx``,
+    ``auto``: :class:`uwe.encoders.SentenceEncoder`) runs a sentence-embedding baseline; a UWE
+    folder is always loaded in torch."""
     folder = find_uwe_folder(spec, root)
     if folder is not None:
         from uwe.model import load
@@ -55,4 +57,5 @@ def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_si
         )
     from uwe.baselines import make_model
 
-    return make_model(spec, device=device, batch_size=batch_size, text_cache_mb=text_cache_mb)
+    return make_model(spec, device=device, batch_size=batch_size, text_cache_mb=text_cache_mb,
+                      engine=engine)
