@@ -29,9 +29,10 @@ def mirror() -> Path:
     return found
 
 
-def make_tiny_backbone(folder: Path) -> str:
-    """A 1-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer, saved to ``folder``
-    (seeded: the same weights every time)."""
+def make_tiny_backbone(folder: Path, layers: int = 1) -> str:
+    """A ``layers``-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer, saved to
+    ``folder`` (seeded: the same weights every time). Tests take it through the fixtures below,
+    never a copy of their own."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -39,7 +40,7 @@ def make_tiny_backbone(folder: Path) -> str:
 
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                      intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128)
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -50,3 +51,18 @@ def make_tiny_backbone(folder: Path) -> str:
 def tiny_backbone(tmp_path_factory) -> str:
     """Folder of :func:`make_tiny_backbone`, built once per test session."""
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def backbone_factory(tmp_path_factory):
+    """``make(layers) -> folder`` of :func:`make_tiny_backbone`, one folder per depth per test
+    session (for the frozen-bottom tests, which need more than one layer)."""
+    made: dict[int, str] = {}
+
+    def make(layers: int = 1) -> str:
+        if layers not in made:
+            made[layers] = make_tiny_backbone(tmp_path_factory.mktemp(f"tiny_bert_{layers}"),
+                                              layers)
+        return made[layers]
+
+    return make

@@ -27,26 +27,9 @@ def random_texts(n: int, seed: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> UWEModel:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from uwe.encoders import resolve_model
-
+def model(tiny_backbone) -> UWEModel:
     torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("bert")
-    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return UWEModel.from_backbone(str(folder), device="cpu", batch_size=16)
+    return UWEModel.from_backbone(tiny_backbone, device="cpu", batch_size=16)
 
 
 @pytest.fixture(scope="module")

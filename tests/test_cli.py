@@ -36,32 +36,11 @@ TARGETS = [
 POSITIVES = [[0, 4, 7, 11], [1, 8], [2, 9], [3, 10], [0, 5, 7]]
 
 
-def make_tiny_backbone(folder) -> str:
-    """A 1-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer (as tests/test_model)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from uwe.encoders import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
 
 @pytest.fixture(scope="module")
-def uwe_dir(tmp_path_factory) -> str:
+def uwe_dir(tmp_path_factory, tiny_backbone) -> str:
     torch.set_num_threads(1)  # tiny kernels: threads only add synchronisation on a busy CPU
-    backbone = make_tiny_backbone(tmp_path_factory.mktemp("bert"))
-    model = UWEModel.from_backbone(backbone, device="cpu", batch_size=4)
+    model = UWEModel.from_backbone(tiny_backbone, device="cpu", batch_size=4)
     out = tmp_path_factory.mktemp("models") / "uwe-tiny"
     save(
         model,

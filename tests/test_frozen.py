@@ -19,25 +19,11 @@ from uwe.model import TokenEncoder
 from uwe.negatives import mine_pool
 
 
-def make_backbone(folder, layers: int = 3) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from uwe.encoders import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, backbone_factory):
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("uwe_frozen")
-    return make_backbone(base / "bert"), write_tiny_curated(base / "curated")
+    return backbone_factory(3), write_tiny_curated(base / "curated")
 
 
 TEXTS = ["data scientist", "welding", "perform data analysis on large data sets", "nurse",

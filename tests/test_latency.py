@@ -86,10 +86,8 @@ def test_report_and_frame_with_a_lexical_baseline(tmp_path):
     assert frame.loc[0, "model"] == "tfidf_char" and frame.loc[0, "macro MAP"] == 25.0
 
 
-def test_untuned_scorer_spec_times_uwe_architecture_on_the_backbone(tmp_path):
-    from test_frozen import make_backbone
-
-    backbone = make_backbone(tmp_path / "bert", layers=2)
+def test_untuned_scorer_spec_times_uwe_architecture_on_the_backbone(tmp_path, backbone_factory):
+    backbone = backbone_factory(2)
     report = latency.latency_report({"sli_untuned": "untuned:sli"}, ["python", "nursing care"],
                                     ["data scientist", "nurse"], root=tmp_path, device="cpu",
                                     backbone=backbone, max_length=16, warmup=1, repeats=2,

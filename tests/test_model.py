@@ -21,27 +21,13 @@ TARGETS = ["software developer", "baker", "truck driver", "financial analyst",
            "statistician", "logistics", "a"]
 
 
-def make_tiny_backbone(folder) -> str:
-    """A 1-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer, saved to ``folder``."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from uwe.encoders import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
 
 @pytest.fixture(scope="module")
-def backbone(tmp_path_factory) -> str:
+def backbone(tiny_backbone) -> str:
     # One thread: on a busy 2-core machine, OpenMP synchronisation makes the tiny model's
     # kernels ~50x slower with 2 threads.
     torch.set_num_threads(1)
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
+    return tiny_backbone
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +107,23 @@ def test_save_load_round_trip(model, tmp_path):
     np.testing.assert_array_equal(loaded.score(QUERIES, TARGETS), model.score(QUERIES, TARGETS))
     save(loaded, path)  # overwriting an existing folder works
     assert (path / "model.safetensors").is_file()
+
+
+def test_save_writes_a_model_card_from_the_config(model, tmp_path):
+    extra = {"graphs": {"sj": {"temperature": 0.05, "weight": 1.0}},
+             "data": {"graph_edges": {"sj": 828851}}, "step": 220, "seed": 0,
+             "train": {"loss": "many_to_many", "batch_size": 128, "frozen_layers": 3,
+                       "lr": 1e-4, "warmup": 0.1},
+             "val": {"macro_map": 0.4125, "max_queries": 200, "tasks": {"job_norm": 0.3630}}}
+    card = (save(model, tmp_path / "uwe", extra_config=extra) / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: uwe\n")
+    for line in ["| scorer | `sli` |", "| pairs seen per graph | 28160 |",
+                 "| frozen bottom layers | 3 |", "| sj | 828851 | 0.05 | 1.0 |",
+                 "| job_norm | 36.30 |", "macro **41.25**", "at most 200 queries per task"]:
+        assert line in card, line
+    bare = (save(model, tmp_path / "bare") / "README.md").read_text()  # no training info
+    assert "| scorer | `sli` |" in bare and "## Training" not in bare
+    assert "## Validation" not in bare
 
 
 def test_load_errors_name_the_problem(model, tmp_path):

@@ -64,10 +64,9 @@ def test_sentence_embeddings_equal_sentence_transformers():
     rounding, text order kept across length groups, an empty text and a truncated one included
     (measured: 2.1e-7 here, 1.3e-6 for all-mpnet-base-v2 on 803 ESCO skills)."""
     from uwe.baselines import make_model
-    from uwe.encoders import SentenceEncoder
 
     texts = TEXTS + ["", "word " * 400]
-    ref = SentenceEncoder("all-MiniLM-L6-v2", engine="torch", progress=False).encode(texts)
+    ref = make_model("all-MiniLM-L6-v2", engine="torch", progress=False).encoder.encode(texts)
     onnx = make_model("all-MiniLM-L6-v2", engine="onnx", progress=False, text_cache_mb=16)
     assert onnx.encoder.engine == "onnx" and onnx.encoder.model is None
     ours = onnx.encoder.encode(texts + texts[:3])  # the text cache answers the repeats
@@ -76,7 +75,7 @@ def test_sentence_embeddings_equal_sentence_transformers():
     np.testing.assert_array_equal(ours[len(texts):], ours[:3])
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="engine 'tensorrt'"):
-        SentenceEncoder("all-MiniLM-L6-v2", engine="tensorrt")
+        make_model("all-MiniLM-L6-v2", engine="tensorrt")
 
 
 @pytest.mark.parametrize("scorer", ["sli", "mean", "sli_mean_target"])
@@ -206,3 +205,9 @@ def test_float16_bits_are_widened_exactly():
     np.testing.assert_allclose(one[0], via_bits[1], rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="float32, uint16"):
         sli_compact(q, scale, t.astype(np.float64), ones, norm)
+
+
+def test_the_cli_offers_the_engine_layouts():
+    assert cli.LAYOUTS == ort.LAYOUTS and cli.DEFAULT_LAYOUT == ort.DEFAULT_LAYOUT
+    with pytest.raises(SystemExit):
+        cli.main(["rank", "--target-layout", "bfloat16", "x"])

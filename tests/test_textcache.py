@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from test_model import QUERIES, TARGETS, make_tiny_backbone
+from test_model import QUERIES, TARGETS
 
 from uwe.model import UWEModel
 from uwe.textcache import TextCache
@@ -57,9 +57,9 @@ def test_a_zero_or_negative_size_is_rejected(size):
 
 
 @pytest.fixture(scope="module")
-def backbone(tmp_path_factory) -> str:
+def backbone(tiny_backbone) -> str:
     torch.set_num_threads(1)
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
+    return tiny_backbone
 
 
 class _Counting:

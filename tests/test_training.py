@@ -29,20 +29,6 @@ JOBS = ["software developer", "baker", "truck driver", "nurse", "teacher", "acco
         "plumber", "lawyer", "designer", "sales manager"]
 
 
-def make_tiny_backbone(folder: Path) -> str:
-    """A 1-layer, 32-d random BERT with the all-MiniLM-L6-v2 tokenizer, saved to ``folder``."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from uwe.encoders import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
 
 def write_tiny_curated(root: Path) -> Path:
     """Five graphs (sj, sv, sa, jj, ss) over 32 skills / 10 jobs + a heldout job2skill val."""
@@ -70,10 +56,10 @@ def write_tiny_curated(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, Path]:
+def setup(tmp_path_factory, tiny_backbone) -> tuple[str, Path]:
     torch.set_num_threads(1)  # tiny kernels: a second thread only adds synchronisation
     base = tmp_path_factory.mktemp("uwe_train")
-    return make_tiny_backbone(base / "bert"), write_tiny_curated(base / "curated")
+    return tiny_backbone, write_tiny_curated(base / "curated")
 
 
 def tiny_cfg(backbone: str, **kw) -> TrainParams:

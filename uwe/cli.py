@@ -39,6 +39,9 @@ from uwe.errors import InputError, unknown
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
 ENGINES = ("auto", "numpy", "onnx", "torch")
+# the ONNX engine's SLI target layouts (uwe.ort.LAYOUTS; not imported: uwe.ort loads numpy)
+LAYOUTS = ("float32", "fused32", "float16", "int8")
+DEFAULT_LAYOUT = "float16"
 TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.tasks.FAMILIES (that module imports pandas)
 TASK_SPLITS = ("val", "test")  # uwe.tasks.SPLITS
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
@@ -317,7 +320,8 @@ def rank_fast(
     if engine_name == "onnx":
         from uwe.ort import OrtModel
 
-        engine = OrtModel.from_uwe_folder(folder, threads=args.threads)
+        engine = OrtModel.from_uwe_folder(folder, threads=args.threads,
+                                          target_layout=args.target_layout)
     else:
         engine = NumpyUWE(folder)
     cache = IndexCache(args.cache_dir)
@@ -478,7 +482,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from uwe.ort import ort_model_for
 
         check_device(args.device)
-        scored = ort_model_for(args.model, threads=args.threads)
+        scored = ort_model_for(args.model, threads=args.threads,
+                               target_layout=args.target_layout)
     else:
         model, fingerprint = load(args)
         scored = (
@@ -688,6 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Runtime: UWE folders with the sli, mean or sli_mean_target scorer), torch, or auto "
         "(numpy, else onnx where it can run and --device is auto or cpu, else torch)",
     )
+    p.add_argument(
+        "--target-layout",
+        choices=LAYOUTS,
+        default=DEFAULT_LAYOUT,
+        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
+        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
+        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
+    )
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: stdin)")
     p.set_defaults(func=cmd_rank)
 
@@ -719,6 +732,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="torch (the pipeline's numbers) or onnx: the encoder in ONNX Runtime (uwe.ort; "
         "UWE folders and mean-pooling embedders, on the CPU)",
+    )
+    p.add_argument(
+        "--target-layout",
+        choices=LAYOUTS,
+        default=DEFAULT_LAYOUT,
+        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
+        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
+        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
     )
     p.add_argument("--no-cache", action="store_true", help="do not use the index cache")
     p.add_argument("--out", metavar="FILE", help="write the results JSON here")

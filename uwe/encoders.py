@@ -25,6 +25,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,38 +200,14 @@ def load_sentence_transformer(name_or_path: str | Path, device: str = "auto"):
         ) from err
 
 
-ENGINES = ("auto", "torch", "onnx")
-
-
-def resolve_engine(engine: str, device: str = "auto") -> str:
-    """``torch`` or ``onnx`` for :class:`SentenceEncoder` (see there); ValueError for an
-    unknown engine or ``onnx`` on a CUDA device."""
-    if engine not in ENGINES:
-        from uwe.errors import unknown
-
-        raise unknown("engine", engine, ENGINES)
-    on_cpu = str(resolve_device(device)).startswith("cpu")
-    if engine == "onnx" and not on_cpu:
-        raise ValueError(f"the onnx engine runs on the CPU, not on device {device!r}")
-    if engine == "auto":
-        import importlib.util
-
-        return "onnx" if on_cpu and importlib.util.find_spec("onnxruntime") else "torch"
-    return engine
-
-
 class SentenceEncoder:
     """Sentence embeddings with the model's configured pooling (mean for MiniLM/MPNet).
 
     ``encode(texts) -> (n, d) float32``, rows L2-normalised, so a dot product is a cosine.
 
-    ``engine``: ``torch`` (the ``SentenceTransformer``), ``onnx`` (the same transformer in ONNX
-    Runtime through :class:`uwe.ort.OrtModel`: mean pooling over unpadded groups of one token
-    length, then unit rows; mean-pooling models only, CPU only) or ``auto`` (``onnx`` when
-    ``device`` resolves to the CPU and ``onnxruntime`` is installed, else ``torch``). The two
-    engines give the same embeddings up to float rounding (``tests/test_ort.py``); on 2 CPU
-    cores ONNX Runtime encodes a target list about 1.6x faster (``scripts/bench_onnx.py
-    --bulk``).
+    ``backend``: None runs the ``SentenceTransformer`` (torch); an object with
+    ``sentence_embeddings(texts, batch_size)`` and ``dim`` runs instead (the ``onnx`` engine of
+    :class:`uwe.baselines.EmbeddingBaseline`: :class:`uwe.ort.OrtModel`). ``engine`` names it.
     """
 
     def __init__(
@@ -241,33 +218,29 @@ class SentenceEncoder:
         max_length: int | None = None,
         progress: bool = True,
         text_cache_mb: float = 0,
-        engine: str = "torch",
+        backend: Any = None,
     ):
         from uwe.textcache import TextCache
 
         self.name = str(name_or_path)
         self.batch_size = batch_size
         self.progress = progress
-        self.engine = resolve_engine(engine, device)
-        self.model = self.ort = None
-        if self.engine == "onnx":
-            from uwe.ort import OrtModel
-
-            self.ort = OrtModel.from_sentence_transformer(str(name_or_path))
-            if max_length is not None:
-                self.ort.set_max_length(max_length)
-        else:
+        self.backend, self.model = backend, None
+        self.engine = "torch" if backend is None else "onnx"
+        if backend is None:
             self.model = load_sentence_transformer(name_or_path, device)
             if max_length is not None:
                 self.model.max_seq_length = max_length
+        elif max_length is not None:
+            backend.set_max_length(max_length)
         # text -> embedding row, for evaluating many tasks that share texts (uwe.textcache)
         self.cache = TextCache(text_cache_mb) if text_cache_mb else None
 
     @property
     def dim(self) -> int:
         """Embedding dimension ``d``."""
-        if self.ort is not None:
-            return self.ort.dim
+        if self.backend is not None:
+            return int(self.backend.dim)
         return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
@@ -283,8 +256,8 @@ class SentenceEncoder:
         return np.stack(self.cache.lookup(texts, lambda missing: self._encode(missing, progress)))
 
     def _encode(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
-        if self.ort is not None:
-            return self.ort.sentence_embeddings(texts, batch_size=self.batch_size)
+        if self.backend is not None:
+            return self.backend.sentence_embeddings(texts, batch_size=self.batch_size)
         emb = self.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -207,7 +207,7 @@ def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
 def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Sequence[str],
                    root: str | Path = ".", device: str = "auto", batch_size: int = 128,
                    backbone: str | None = None, max_length: int = 64,
-                   engines: Sequence[str] = ("torch",), target_layout: str = "float32",
+                   engines: Sequence[str] = ("torch",), target_layout: str = "float16",
                    **timing: int) -> dict:
     """Measure every model of ``specs`` (name -> spec) through each of ``engines``
     (:data:`ENGINES`; ``onnx`` for the UWE and embedding models: :func:`uwe.ort.ort_model_for`,

@@ -40,6 +40,7 @@ from uwe import __version__
 from uwe.errors import InputError
 from uwe.folder import MODEL_FILES, check_model_folder, check_tokenizer_size
 from uwe.io import make_temp_dir, set_default_mode
+from uwe.model_card import CARD_FILE, model_card
 from uwe.npinfer import length_groups
 from uwe.scoring import EPS, get_scorer, mean_pool, sli_dense_blocks, unit_and_norm
 from uwe.textcache import TextCache
@@ -367,7 +368,8 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
     """Write ``model`` to the folder ``path`` atomically (temp folder + rename).
 
     ``uwe_config.json`` = the core keys (uwe version, backbone, scorer, attention temperature,
-    max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win).
+    max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win);
+    ``README.md`` = the model card made from it (:mod:`uwe.model_card`).
     """
     path = Path(path)
     tmp = make_temp_dir(path)
@@ -383,6 +385,8 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
                   "pooler": getattr(enc.backbone, "pooler", None) is not None}
         (tmp / UWE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str)
                                       + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(model_card(json.loads(json.dumps(config, default=str)),
+                                                name=path.name), encoding="utf-8")
         pickles = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
         assert not pickles, f"pickle files written: {pickles}"
         for f in tmp.iterdir():  # safetensors writes 0600; the folder's files as any output

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from uwe import kernels
+from uwe.folder import read_json_object
 
 EPS = 1e-12  # as uwe.scoring.EPS
 EXP_FLOOR = -80.0  # as uwe.scoring.EXP_FLOOR
@@ -119,17 +120,13 @@ def _weight_names(n_layers: int) -> list[str]:
     return names
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def unsupported_reason(folder: str | Path) -> str | None:
     """None if :class:`NumpyUWE` can run the UWE folder ``folder``, else why not (cheap: reads
     the JSON configs and the weights' header only)."""
     folder = Path(folder)
     try:
-        cfg = _read_json(folder / "config.json")
-        ucfg = _read_json(folder / "uwe_config.json")
+        cfg = read_json_object(folder / "config.json")
+        ucfg = read_json_object(folder / "uwe_config.json")
     except (OSError, ValueError) as err:
         return f"cannot read the model configs: {err}"
     if ucfg.get("scorer") != "sli":
@@ -232,8 +229,8 @@ class NumpyUWE:
         if reason is not None:
             raise ValueError(f"{folder}: cannot run on NumPy: {reason}")
         self.folder = folder
-        self.config = _read_json(folder / "config.json")
-        self.uwe_config = _read_json(folder / "uwe_config.json")
+        self.config = read_json_object(folder / "config.json")
+        self.uwe_config = read_json_object(folder / "uwe_config.json")
         self.weights, _ = mmap_safetensors(folder / "model.safetensors")
         self.attention_temperature = float(self.uwe_config["attention_temperature"])
         self.max_length = int(self.uwe_config["max_length"])

@@ -82,8 +82,9 @@ def uwe_imports(source: str) -> set[str]:
 
 def import_closure(source: str) -> list[Path]:
     """Files of the ``uwe`` modules ``source`` imports, directly or through other modules,
-    sorted (``uwe/__init__.py`` left out: a docstring and ``__version__``). What a stage's
-    DVC deps and a training checkpoint's code fingerprint cover."""
+    sorted (``uwe/__init__.py`` left out: a docstring, ``__version__`` and the public API,
+    imported lazily). What a stage's DVC deps and a training checkpoint's code fingerprint
+    cover."""
     root = PACKAGE.parent
     seen: set[Path] = set()
     todo = list(uwe_imports(source))
