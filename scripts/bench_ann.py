@@ -2,7 +2,7 @@
 target space built from real data.
 
 Target space: ESCO v1.2.0 skill preferred + alt labels, occupation preferred + alt labels and
-O*NET 29.2 occupation titles (``data/raw`` via :mod:`uwe.sources`), stripped, exact duplicates
+O*NET 29.2 occupation titles (``data/raw`` via :mod:`uwe.data.sources`), stripped, exact duplicates
 dropped (~131k texts). Queries: a seeded sample of job titles (heldout job2skill test queries)
 and of skill aliases (heldout skill_norm test queries). Reported:
 
@@ -17,7 +17,7 @@ Usage::
     .venv/bin/python scripts/bench_ann.py [--model models/uwe] [--quick] [--threads 1]
 
 Without ``--model`` it uses models/uwe when present, else an untuned all-MiniLM-L6-v2 UWE saved
-once under the cache dir. Target indexes go through :mod:`uwe.index_cache`, so a rerun skips
+once under the cache dir. Target indexes go through :mod:`uwe.infer.index_cache`, so a rerun skips
 encoding. Timings depend on machine load; ``--threads 1`` is the default because on a busy
 2-core machine OpenMP synchronisation makes 2 threads ~3x slower.
 """
@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 def target_space(raw_dir: Path) -> tuple[list[str], dict[str, int]]:
     """ESCO v1.2.0 skills/occupations (preferred + alt labels) + O*NET titles, deduplicated."""
-    from uwe import sources
+    from uwe.data import sources
 
     esco = sources.raw_path(raw_dir, "esco_120_en")
     skills, occs = sources.read_esco_skills(esco), sources.read_esco_occupations(esco)
@@ -58,8 +58,8 @@ def target_space(raw_dir: Path) -> tuple[list[str], dict[str, int]]:
 
 def get_model(spec: str | None, cache_dir: Path):
     """``(model, fingerprint)``: ``spec``, else models/uwe, else an untuned MiniLM UWE."""
-    from uwe.index_cache import model_fingerprint
-    from uwe.model import UWEModel, load, save
+    from uwe.infer.index_cache import model_fingerprint
+    from uwe.infer.model import UWEModel, load, save
 
     if spec is None:
         spec = "models/uwe" if (Path("models/uwe") / "uwe_config.json").is_file() else None
@@ -99,7 +99,7 @@ def recall_at_10(ids: np.ndarray, ref: np.ndarray) -> float:
 
 def sweep(model, index, queries, groups, ref, latency_q, grid, stages, hnsw_m, ef_c):
     """Recall@10 and batch-1 latency per (first stage, n_candidates)."""
-    from uwe.ann import TwoStageIndex
+    from uwe.infer.ann import TwoStageIndex
 
     rows = []
     for stage in stages:
@@ -128,10 +128,10 @@ def sweep(model, index, queries, groups, ref, latency_q, grid, stages, hnsw_m, e
 
 def map_comparison(model, fp, cache, root, tasks, grid, seed):
     """MAP (%) of exhaustive SLI and flat two-stage per ``n_candidates`` on heldout tasks."""
-    from uwe.ann import TwoStageModel
-    from uwe.evaluation import evaluate_dataset
-    from uwe.index_cache import CachedIndexModel
-    from uwe.tasks import RankingDataset, load_task
+    from uwe.bench.evaluation import evaluate_dataset
+    from uwe.data.tasks import RankingDataset, load_task
+    from uwe.infer.ann import TwoStageModel
+    from uwe.infer.index_cache import CachedIndexModel
 
     cached = CachedIndexModel(model, fp, cache)
     out = {}
@@ -187,8 +187,8 @@ def main(argv=None) -> int:
     import faiss
     import torch
 
-    from uwe.index_cache import IndexCache
-    from uwe.tasks import load_task
+    from uwe.data.tasks import load_task
+    from uwe.infer.index_cache import IndexCache
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

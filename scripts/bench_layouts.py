@@ -3,10 +3,12 @@
     python scripts/bench_layouts.py                     # untuned:sli on all-MiniLM-L6-v2
     python scripts/bench_layouts.py --tasks job_norm,skill2job --max-queries 300
 
-For each layout of :data:`uwe.ort.LAYOUTS` (``float32``: the NumPy passes of
-:func:`uwe.npinfer.sli_dense`, the reference; ``fused32``, ``float16``, ``int8``: the fused kernel
-:func:`uwe.kernels.sli_compact` on float32 tokens, float16 tokens, int8 tokens with one scale per
-token) it evaluates ``--model`` on the ``--family`` tasks with :func:`uwe.evaluation.evaluate`
+For each layout of :data:`uwe.infer.ort.LAYOUTS` (``float32``: the NumPy passes of
+:func:`uwe.infer.numpy_engine.sli_dense`, the reference; ``fused32``, ``float16``, ``int8``: the
+fused kernel
+:func:`uwe.infer.kernels.sli_compact` on float32 tokens, float16 tokens, int8 tokens with one scale
+per
+token) it evaluates ``--model`` on the ``--family`` tasks with :func:`uwe.bench.evaluation.evaluate`
 (a seeded subsample of ``--max-queries`` queries per task when given) and prints MAP per task,
 its difference from ``float32`` in points, the index size and the median scoring time of one
 query against job2skill's targets. Run from the repository root.
@@ -32,10 +34,10 @@ def main() -> None:
     ap.add_argument("--layouts", default="float32,fused32,float16,int8")
     args = ap.parse_args()
 
-    from uwe.evaluation import subsample_queries
-    from uwe.latency import index_mb
-    from uwe.ort import ort_model_for
-    from uwe.tasks import list_tasks, load_task
+    from uwe.bench.evaluation import subsample_queries
+    from uwe.bench.latency import index_mb
+    from uwe.data.tasks import list_tasks, load_task
+    from uwe.infer.ort import ort_model_for
 
     names = args.tasks.split(",") if args.tasks else list_tasks(args.family, root=args.root)
     layouts = args.layouts.split(",")
@@ -79,8 +81,8 @@ def main() -> None:
 
 class SharedEncodings:
     """The ONNX model's token embeddings of each target list and query list, computed once and
-    scored in any layout (:meth:`uwe.ort.OrtModel.prepare`): the layouts differ only in how the
-    target tokens are stored, so the benchmark encodes each text once."""
+    scored in any layout (:meth:`uwe.infer.ort.OrtModel.prepare`): the layouts differ only in how
+    the target tokens are stored, so the benchmark encodes each text once."""
 
     def __init__(self, base):
         self.base, self.targets, self.queries = base, {}, {}
@@ -108,7 +110,7 @@ class SharedEncodings:
 
 
 def _eval_one(model, ds) -> float:
-    from uwe.evaluation import evaluate_dataset
+    from uwe.bench.evaluation import evaluate_dataset
 
     return evaluate_dataset(model, ds)["map"]
 

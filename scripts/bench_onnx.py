@@ -3,8 +3,8 @@
     python scripts/bench_onnx.py                          # models/uwe on the heldout family
     python scripts/bench_onnx.py --tasks job_norm --model models/uwe
 
-Evaluates ``--model`` through :class:`uwe.ort.OrtModel` (the same harness,
-:func:`uwe.evaluation.evaluate`) and prints, per task, its MAP and RP@10 next to the torch
+Evaluates ``--model`` through :class:`uwe.infer.ort.OrtModel` (the same harness,
+:func:`uwe.bench.evaluation.evaluate`) and prints, per task, its MAP and RP@10 next to the torch
 path's from ``metrics/workbench/<family>/<name>.json`` (written by the ``evaluate`` stage), the
 differences in points, the largest of them and the seconds the ONNX evaluation took. Run from
 the repository root.
@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
 
-    from uwe.evaluation import evaluate
-    from uwe.ort import ort_model_for
+    from uwe.bench.evaluation import evaluate
+    from uwe.infer.ort import ort_model_for
 
     ref_path = Path("metrics") / "workbench" / args.family / f"{args.name}.json"
     ref = json.loads(ref_path.read_text(encoding="utf-8"))["tasks"]

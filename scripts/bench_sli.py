@@ -4,16 +4,15 @@ Compares, for ``--queries`` queries of ``--q-len`` tokens against a target space
 token-length histogram of ESCO skill labels under MiniLM's tokenizer (13,939 targets, 3-16
 tokens, hidden size 384, token norms ~8-13 as in MiniLM's last layer):
 
-* ``padded``: :func:`uwe.scoring.sli_scores` over length-sorted target batches of 128 padded to
+* ``padded``: :func:`uwe.core.scoring.sli_scores` over length-sorted target batches of 128 padded to
   their longest text (the general masked scorer);
-* ``packed``: :func:`uwe.scoring.sli_scores_packed` (one matmul per query block, segment
-  softmax via scatter/index_add);
-* ``dense``: :func:`uwe.scoring.sli_dense` over equal-length target groups with the
+* ``dense``: :func:`uwe.infer.dense.sli_dense` over equal-length target groups with the
   elementwise part as tensor operations (the GPU path);
-* ``fused``: the same with the one-pass Numba kernel :func:`uwe.kernels.sli_from_cos` (compiled
+* ``fused``: the same with the one-pass Numba kernel :func:`uwe.infer.kernels.sli_from_cos`
+(compiled
   before timing), one ``sli_dense`` call per target chunk;
-* ``blocks``: every target chunk in one :func:`uwe.scoring.sli_dense_blocks` call, the chunks
-  run side by side on one thread each (the CPU inference path of :class:`uwe.model.UWEModel`);
+* ``blocks``: every target chunk in one :func:`uwe.infer.dense.sli_dense_blocks` call, the chunks
+  run side by side on one thread each (the CPU inference path of :class:`uwe.infer.model.UWEModel`);
 * ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel;
   ``matmul_np``: the same products through NumPy's BLAS (OpenBLAS in its wheels) instead of
   torch's (MKL), which can differ a lot by CPU vendor.
@@ -29,15 +28,9 @@ import time
 
 import torch
 
-from uwe.kernels import available
-from uwe.scoring import (
-    pack_targets,
-    sli_dense,
-    sli_dense_blocks,
-    sli_scores,
-    sli_scores_packed,
-    unit_and_norm,
-)
+from uwe.core.scoring import sli_scores
+from uwe.infer.dense import sli_dense, sli_dense_blocks, unit_and_norm
+from uwe.infer.kernels import available
 
 # ESCO v1.2.0 skill preferred labels, tokens per label (MiniLM tokenizer, specials included)
 LENGTH_HISTOGRAM = {16: 3, 15: 8, 14: 20, 13: 38, 12: 73, 11: 169, 10: 414, 9: 719, 8: 1241,
@@ -82,12 +75,6 @@ def main() -> None:
         return torch.cat([sli_scores(q, q_mask, e, m, args.tau, target_chunk=max(
             1, 2**21 // (args.queries * args.q_len * e.shape[1]))) for e, m in padded_batches], 1)
 
-    packs = [pack_targets(e, m) for e, m in padded_batches]
-
-    def packed():
-        return torch.cat([sli_scores_packed(q, q_mask, p, args.tau, query_chunk=64)
-                          for p in packs], 1)
-
     qu, qn = unit_and_norm(q)
     units = [unit_and_norm(t) for t in reversed(groups)]
 
@@ -119,7 +106,7 @@ def main() -> None:
                     q2 @ t2[j : j + step].T
         return None
 
-    runs = [("padded", padded), ("packed", packed), ("dense", dense), ("matmul", matmul),
+    runs = [("padded", padded), ("dense", dense), ("matmul", matmul),
             ("matmul_np", lambda: matmul(numpy=True))]
     if available():
         sli_dense(qu[:1], qn[:1], units[0][0][:2], units[0][1][:2], args.tau, fused=True)  # jit

@@ -62,8 +62,9 @@ def run_one(args, changes: dict) -> dict:
     from uwe.runtime import setup
 
     root, params = setup(args.root, args.params, args.profile, threads=threads)
-    from uwe.encoders import resolve_device
-    from uwe.training import DistInfo, Trainer
+    from uwe.pretrained import resolve_device
+    from uwe.train.distributed import DistInfo
+    from uwe.train.loop import Trainer
 
     cfg = dataclasses.replace(params.train, val_max_queries=0, eval_every=0,
                               steps=args.warmup + args.steps, max_minutes=None, **changes)

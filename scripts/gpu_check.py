@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     from uwe.runtime import seed_everything, setup
-    from uwe.training import train
+    from uwe.train.loop import train
 
     if not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device (torch.cuda.is_available() is False)")
@@ -46,8 +46,8 @@ def main() -> None:
     if args.random_backbone:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from uwe.encoders import resolve_model
-        from uwe.model import transformer_folder
+        from uwe.core.encoder import transformer_folder
+        from uwe.pretrained import resolve_model
 
         folder = transformer_folder(resolve_model(backbone))
         torch.manual_seed(0)

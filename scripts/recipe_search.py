@@ -7,7 +7,7 @@ the full resolved config, val macro MAP and per-task MAP, minutes (training and 
 steps, pairs seen per graph and the frozen-bottom cache report. ``--table`` prints the table of
 every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--readme``
 writes it into README.md between the ``recipes:start`` / ``recipes:end`` markers. The table is
-made from the result files only (``uwe.reporting.recipe_table``).
+made from the result files only (``uwe.pipeline.reporting.recipe_table``).
 
     python scripts/recipe_search.py --list
     UWE_THREADS=1 python scripts/recipe_search.py --run k3_b128_mean_lr1e-4_s150
@@ -50,7 +50,12 @@ def main() -> None:
             print(name, over)
         return
     if args.table:
-        from uwe.reporting import RECIPES_END, RECIPES_START, recipe_table, replace_between_markers
+        from uwe.pipeline.reporting import (
+            RECIPES_END,
+            RECIPES_START,
+            recipe_table,
+            replace_between_markers,
+        )
 
         table = recipe_table(root / OUT)
         print(table)
@@ -64,7 +69,8 @@ def main() -> None:
                  f"known: {sorted(runs)}")
     from uwe.io import write_json
     from uwe.runtime import seed_everything, setup
-    from uwe.training import _jsonable, train
+    from uwe.train.checkpoint import _jsonable
+    from uwe.train.loop import train
 
     over = {**defaults, **runs[args.run]}
     threads = over.pop("threads", None)
@@ -86,8 +92,8 @@ def main() -> None:
     seed_everything(params.seed)
     t0 = time.perf_counter()
     if untuned:  # the backbone as it is, scored with cfg.scorer: the reference row
-        from uwe.model import UWEModel
-        from uwe.training import load_val_sets, validate
+        from uwe.infer.model import UWEModel
+        from uwe.train.validation import load_val_sets, validate
 
         model = UWEModel.from_backbone(cfg.backbone, cfg.scorer, cfg.attention_temperature,
                                        cfg.max_length, device="cpu")

@@ -30,7 +30,7 @@ def main() -> None:
 
     from uwe.io import write_json
     from uwe.runtime import seed_everything, setup
-    from uwe.training import train
+    from uwe.train.loop import train
 
     root, params = setup(args.root, args.params, args.profile)
     seed_everything(params.seed)

@@ -3,7 +3,7 @@
     torchrun --standalone --nproc_per_node 2 scripts/train_ddp_smoke.py \\
         --root CURATED --backbone MODEL --out OUT [--graphs sa sj] [--batch-size 4] [--steps 2]
 
-Every rank writes ``OUT/summary_rank{r}.json`` (the dict ``uwe.training.train`` returns);
+Every rank writes ``OUT/summary_rank{r}.json`` (the dict ``uwe.train.loop.train`` returns);
 rank 0 also writes the model to ``OUT/model``, the checkpoint to ``OUT/ckpt`` and the log to
 ``OUT/log.csv``. Used by tests/test_training.py; also a quick check of a multi-GPU set-up
 (``--device cuda``).
@@ -23,7 +23,7 @@ def main() -> None:
     import torch
 
     from uwe.config import GraphParams, TrainParams
-    from uwe.training import train
+    from uwe.train.loop import train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="curated data folder (graphs/, tasks/)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from uwe.fetch import resolve_mirror
+from uwe.data.fetch import resolve_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def make_tiny_backbone(folder: Path, layers: int = 1) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from uwe.encoders import resolve_model
+    from uwe.pretrained import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from uwe import analyses
 from uwe.config import (
     ANALYSIS_GROUPS,
     BudgetParams,
@@ -17,6 +16,7 @@ from uwe.config import (
     TrainParams,
     load_params,
 )
+from uwe.pipeline import analyses
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = TrainParams(graphs={"sj": GraphParams(1.0, 0.05), "sv": GraphParams(0.5, 0.02)},

@@ -1,4 +1,4 @@
-"""uwe.ann: two-stage (FAISS mean-pooled first stage + exact SLI) vs exhaustive SLI."""
+"""uwe.infer.ann: two-stage (FAISS mean-pooled first stage + exact SLI) vs exhaustive SLI."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from uwe.ann import TwoStageIndex, TwoStageModel, pack_index
-from uwe.evaluation import evaluate_dataset
-from uwe.model import UWEModel
-from uwe.tasks import RankingDataset
+from uwe.bench.evaluation import evaluate_dataset
+from uwe.data.tasks import RankingDataset
+from uwe.infer.ann import TwoStageIndex, TwoStageModel, pack_index
+from uwe.infer.model import UWEModel
 
 WORDS = (
     "data analysis python team manage bake bread truck drive patient care nurse sql "

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from uwe import cli
-from uwe.curation import write_dataset
-from uwe.model import UWEModel, save
-from uwe.tasks import RankingDataset
+from uwe.data.curation import write_dataset
+from uwe.data.tasks import RankingDataset
+from uwe.infer.model import UWEModel, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]
 TARGETS = ["python programming", "bake bread", "drive a truck", "care for patients",
@@ -267,7 +267,7 @@ def test_device_cuda_without_a_gpu(run, root):
 def test_non_finite_scores_are_never_ranked(run, root, monkeypatch):
     import numpy as np
 
-    from uwe.baselines import BM25Baseline
+    from uwe.bench.baselines import BM25Baseline
 
     def nan_scores(self, queries, index):
         out = np.zeros((len(queries), len(TARGETS)), dtype=np.float32)
@@ -359,10 +359,11 @@ def test_saved_model_files_have_the_default_mode(uwe_dir):
 
 
 def run_train_script(root: Path, monkeypatch, train) -> int:
-    """Exit status of ``scripts/train.py --root root --profile smoke`` with ``uwe.training.train``
+    """Exit status of ``scripts/train.py --root root --profile smoke`` with ``uwe.train.loop.train``
     replaced by ``train`` (and no thread / logging set-up)."""
-    from uwe import runtime, training
+    from uwe import runtime
     from uwe.config import load_params
+    from uwe.train import loop as training
 
     repo = Path(__file__).resolve().parents[1]
     shutil.copy(repo / "params.yaml", root / "params.yaml")

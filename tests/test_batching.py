@@ -1,4 +1,4 @@
-"""uwe.batching: in-batch positives = graph adjacency, seeded determinism, exact resume."""
+"""uwe.core.batching: in-batch positives = graph adjacency, seeded determinism, exact resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from uwe.batching import GraphSampler, MultiGraphBatcher, graph_seed
+from uwe.core.batching import GraphSampler, MultiGraphBatcher, graph_seed
 
 
 def random_graph(n_left=30, n_right=40, n_edges=150, seed=0) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""The claims table: verdicts computed from the metric files (uwe.claims), on hand-made files
-that go through the same collection as the figures stage."""
+"""The claims table: verdicts computed from the metric files (uwe.pipeline.claims), on hand-made
+files that go through the same collection as the figures stage."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from uwe import claims as cl
-from uwe import collect
+from uwe.bench.evaluation import write_results
 from uwe.config import GraphParams, RunParams, TrainParams
-from uwe.evaluation import write_results
 from uwe.io import read_json, write_json
+from uwe.pipeline import claims as cl
+from uwe.pipeline import results as collect
 
 GROUPS = ("job2skill", "skill2job", "job_norm", "skill_norm", "skill_extraction", "skill_sim")
 BASE = TrainParams(scorer="mean", graphs={g: GraphParams() for g in ("sj", "sv", "sa", "jj", "ss")})

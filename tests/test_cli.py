@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from uwe import cli
-from uwe.curation import write_dataset
-from uwe.evaluation import evaluate
-from uwe.index_cache import FORMAT_VERSION
-from uwe.model import UWEModel, load, save
-from uwe.tasks import RankingDataset
+from uwe.bench.evaluation import evaluate
+from uwe.data.curation import write_dataset
+from uwe.data.tasks import RankingDataset
+from uwe.infer.index_cache import FORMAT_VERSION
+from uwe.infer.model import UWEModel, load, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]
 TARGETS = [
@@ -270,7 +270,7 @@ def test_help_exits_0(run):
 
 
 def test_embedding_baseline_matrix_is_cached_and_lexical_is_not(run, tmp_path, monkeypatch):
-    from uwe.baselines import BM25Baseline, EmbeddingBaseline
+    from uwe.bench.baselines import BM25Baseline, EmbeddingBaseline
 
     calls = []
     for cls in (EmbeddingBaseline, BM25Baseline):
@@ -296,8 +296,8 @@ HEAVY = ("torch", "transformers", "pandas", "pyarrow", "scipy", "sentence_transf
 
 
 def test_numpy_engine_matches_the_torch_model(uwe_dir):
-    from uwe.index_cache import index_arrays
-    from uwe.npinfer import NumpyIndex, NumpyUWE, unsupported_reason
+    from uwe.infer.index_cache import index_arrays
+    from uwe.infer.numpy_engine import NumpyIndex, NumpyUWE, unsupported_reason
 
     assert unsupported_reason(uwe_dir) is None
     model, engine = load(uwe_dir, device="cpu"), NumpyUWE(uwe_dir)
@@ -357,7 +357,7 @@ def test_warm_rank_imports_neither_torch_nor_pandas(run, uwe_dir, root):
 
 
 def test_the_target_list_cache_follows_the_task_files(run, uwe_dir, tmp_path, monkeypatch):
-    from uwe import tasks
+    from uwe.data import tasks
 
     root = tmp_path / "curated"
     ds = RankingDataset("job2skill", "heldout", "test", QUERIES, TARGETS, POSITIVES)
@@ -433,7 +433,7 @@ def test_index_hit_does_not_load_the_model(run, uwe_dir, root, monkeypatch):
 def test_engine_choice(run, uwe_dir, root, tmp_path):
     import shutil
 
-    from uwe.npinfer import unsupported_reason
+    from uwe.infer.numpy_engine import unsupported_reason
 
     maxsim = tmp_path / "uwe-maxsim"
     shutil.copytree(uwe_dir, maxsim)
@@ -469,11 +469,12 @@ def test_engine_choice(run, uwe_dir, root, tmp_path):
 
 
 def test_cli_copies_stay_in_sync():
-    from uwe import tasks
-    from uwe.baselines import model_slug
-    from uwe.index_cache import entry_slug
+    from uwe.bench.baselines import model_slug
+    from uwe.data import tasks
+    from uwe.infer import ranker
+    from uwe.infer.index_cache import entry_slug
 
-    assert cli.TASK_FAMILIES == tasks.FAMILIES
+    assert ranker.TASK_FAMILIES == tasks.FAMILIES and ranker.TASK_SPLITS == tasks.SPLITS
     for name in ("all-MiniLM-L6-v2", "sentence-transformers/x y", "models/uwe/", "a\\b:c"):
         assert entry_slug(name) == model_slug(name)
 

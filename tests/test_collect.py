@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from uwe import collect
+from uwe.bench.evaluation import write_results
 from uwe.config import GraphParams, RunParams, TrainParams
-from uwe.evaluation import write_results
+from uwe.pipeline import results as collect
 
 
 def _evaluation(j2s: float, s2j: float) -> dict:

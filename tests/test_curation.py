@@ -13,11 +13,11 @@ import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
-from uwe import audit as audit_lib
-from uwe import curation
-from uwe import sources as src
-from uwe import tasks as T
-from uwe.splits import cap_dataset, sample_keys, split_entities
+from uwe.data import audit as audit_lib
+from uwe.data import curation
+from uwe.data import sources as src
+from uwe.data import tasks as T
+from uwe.data.splits import cap_dataset, sample_keys, split_entities
 
 N_SKILLS = 40
 N_OCCS = 30

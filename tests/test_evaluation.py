@@ -8,11 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from uwe import evaluation
-from uwe.baselines import TfidfCharBaseline
-from uwe.evaluation import evaluate, evaluate_dataset, evaluate_to_file, summarize, write_results
-from uwe.metrics import mean_ci, ranking_metrics, ranking_metrics_per_query
-from uwe.tasks import TASK_GROUPS, RankingDataset, macro_average
+from uwe.bench import evaluation
+from uwe.bench.baselines import TfidfCharBaseline
+from uwe.bench.evaluation import (
+    evaluate,
+    evaluate_dataset,
+    evaluate_to_file,
+    summarize,
+    write_results,
+)
+from uwe.bench.metrics import mean_ci, ranking_metrics, ranking_metrics_per_query
+from uwe.data.tasks import TASK_GROUPS, RankingDataset, macro_average
 
 SKILLS = [
     "python",
@@ -175,7 +181,7 @@ def test_evaluate_to_file_path(fake_tasks, tmp_path):
 
 
 def test_index_cache_indexes_a_shared_target_space_once():
-    from uwe.evaluation import IndexCache
+    from uwe.bench.evaluation import TargetIndexes
 
     calls = []
 
@@ -184,7 +190,7 @@ def test_index_cache_indexes_a_shared_target_space_once():
             calls.append(tuple(targets))
             return list(targets)
 
-    cache = IndexCache(size=1)
+    cache = TargetIndexes(size=1)
     model = Model()
     assert cache.get(model, ["a", "b"]) == ["a", "b"]
     assert cache.get(model, ["a", "b"]) == ["a", "b"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from uwe.fetch import FetchError, fetch, read_manifest, resolve_mirror, verify
+from uwe.data.fetch import FetchError, fetch, read_manifest, resolve_mirror, verify
 
 REPO = Path(__file__).resolve().parents[1]
 

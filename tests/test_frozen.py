@@ -1,4 +1,4 @@
-"""Frozen-bottom caching (uwe.frozen) and mined hard negatives (uwe.negatives) on a tiny
+"""Frozen-bottom caching (uwe.train.frozen) and mined hard negatives (uwe.train.negatives) on a tiny
 3-layer random BERT: the cached forward equals the full forward, a frozen run trains only the
 top, resumes after a crash to the same weights, and the disk cache is a pure function of its
 key."""
@@ -12,11 +12,17 @@ import torch
 from safetensors.torch import load_file
 from test_training import read_log, run, tiny_cfg, write_tiny_curated
 
-from uwe import training
-from uwe.batching import GraphSampler
-from uwe.frozen import BottomCache, CachedTopEncoder, cache_key, freeze_bottom, use_cached_bottom
-from uwe.model import TokenEncoder
-from uwe.negatives import mine_pool
+from uwe.core.batching import GraphSampler
+from uwe.core.encoder import TokenEncoder
+from uwe.train import loop as training
+from uwe.train.frozen import (
+    BottomCache,
+    CachedTopEncoder,
+    cache_key,
+    freeze_bottom,
+    use_cached_bottom,
+)
+from uwe.train.negatives import mine_pool
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +167,10 @@ def test_mined_pools_are_stored_and_reused(setup, tmp_path):
 
 def test_evaluation_through_the_cached_bottom_scores_as_the_full_model(setup, tmp_path):
     """A model trained with frozen_layers=2 scored through the backbone's cached bottom
-    (uwe.frozen.use_cached_bottom, the analyses' evaluation) equals its full forward; a model
+    (uwe.train.frozen.use_cached_bottom, the analyses' evaluation) equals its full forward; a model
     whose bottom differs from the backbone's is left alone."""
-    from uwe.analyses import evaluation_bottom, frozen_layers_of
-    from uwe.model import load
+    from uwe.infer.model import load
+    from uwe.pipeline.analyses import evaluation_bottom, frozen_layers_of
 
     backbone, root = setup
     cfg = tiny_cfg(backbone, steps=3, eval_every=0, lr=3e-3, frozen_layers=2,

@@ -1,4 +1,5 @@
-"""uwe.index_cache without a model: the memory-mapped reader, entries as arrays, target lists."""
+"""uwe.infer.index_cache without a model: the memory-mapped reader, entries as arrays, target
+lists."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from uwe.index_cache import (
+from uwe.infer.index_cache import (
     FORMAT_VERSION,
     IndexCache,
     file_source_key,
@@ -16,7 +17,7 @@ from uwe.index_cache import (
     targets_sha256,
     task_source_key,
 )
-from uwe.npinfer import mmap_safetensors
+from uwe.infer.numpy_engine import mmap_safetensors
 
 FP = {"kind": "baseline", "spec": "all-MiniLM-L6-v2"}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from uwe import latency
+from uwe.bench import latency
 
 
 class CountingModel:

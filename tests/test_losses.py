@@ -1,4 +1,4 @@
-"""Tests for uwe.losses: many-to-many InfoNCE against references and edge cases."""
+"""Tests for uwe.core.losses: many-to-many InfoNCE against references and edge cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uwe.losses import (
+from uwe.core.losses import (
     VARIANTS,
     MultiGraphInfoNCE,
     contrastive_loss,

@@ -1,4 +1,4 @@
-"""uwe.model on a tiny random BERT: caching, batching and padding invariance, save/load."""
+"""uwe.infer.model on a tiny random BERT: caching, batching and padding invariance, save/load."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from uwe import model as model_lib
-from uwe.model import TokenEncoder, UWEModel, load, save
-from uwe.scoring import SCORERS, get_scorer
+from uwe.core import encoder as encoder_lib
+from uwe.core.encoder import TokenEncoder
+from uwe.core.scoring import SCORERS, get_scorer
+from uwe.infer import model as model_lib
+from uwe.infer.model import UWEModel, load, save
 
 QUERIES = ["python programming", "manage a team of engineers", "sql", "bake bread",
            "data analysis with spreadsheets and dashboards for finance", "drive a truck", "x"]
@@ -152,8 +154,8 @@ def test_transformer_folder_follows_modules_json(tmp_path, backbone):
     (tmp_path / "modules.json").write_text(json.dumps(
         [{"idx": 0, "name": "0", "path": "0_Transformer",
           "type": "sentence_transformers.models.Transformer"}]))
-    assert model_lib.transformer_folder(tmp_path) == tmp_path / "0_Transformer"
-    assert str(model_lib.transformer_folder(backbone)) == backbone
+    assert encoder_lib.transformer_folder(tmp_path) == tmp_path / "0_Transformer"
+    assert str(encoder_lib.transformer_folder(backbone)) == backbone
 
 
 def test_subset_of_an_index_scores_like_a_fresh_index(model):
@@ -191,7 +193,7 @@ def test_merged_buckets_hold_one_length_each_and_every_text_once(model, cache_mb
 def test_pooled_target_path_masks_padding(model, scorer):
     """mean / sli_mean_target score padded buckets with one product against the index's pooled
     targets (TargetIndex.pooled); padded positions, even NaN, never count."""
-    from uwe.model import Bucket, TargetIndex
+    from uwe.infer.model import Bucket, TargetIndex
 
     torch.manual_seed(0)
     emb = torch.randn(3, 4, 8)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uwe.fetch import resolve_mirror
+from uwe.data.fetch import resolve_mirror
 
 papermill = pytest.importorskip("papermill")
 
@@ -69,7 +69,7 @@ def smoke_root(tmp_path_factory):
 
 
 def test_fetch_notebook_verifies_every_file(smoke_root):
-    from uwe.fetch import verify
+    from uwe.data.fetch import verify
 
     assert verify(smoke_root / "data" / "manifest.csv", smoke_root / "data" / "raw") == []
 
@@ -83,7 +83,7 @@ def curated_root(smoke_root):
 def test_curate_notebook_writes_tasks_graphs_and_a_clean_audit(curated_root):
     report = json.loads((curated_root / "metrics" / "curation.json").read_text())
     assert report["leakage"], "the curation report has a leakage section"
-    from uwe.tasks import list_tasks, load_task
+    from uwe.data.tasks import list_tasks, load_task
 
     for family in ("full", "heldout", "zeroshot"):
         assert list_tasks(family, root=curated_root / "data" / "curated"), family
@@ -112,7 +112,7 @@ def trained_root(curated_root):
 
 
 def test_train_notebook_saves_a_loadable_model_and_a_curve(trained_root):
-    from uwe.model import load
+    from uwe.infer.model import load
 
     folder = trained_root / "models" / "uwe"
     assert (folder / "model.safetensors").is_file() and (folder / "uwe_config.json").is_file()
@@ -157,8 +157,8 @@ def analysed_root(evaluated_root):
 
 
 def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
-    from uwe.analyses import macro_tasks
     from uwe.config import load_params
+    from uwe.pipeline.analyses import macro_tasks
 
     params = load_params(analysed_root / "params.yaml", profile="smoke")
     tasks = macro_tasks(analysed_root / "data" / "curated")

@@ -1,4 +1,4 @@
-"""uwe.ort: the ONNX Runtime query side equals the torch model it was exported from."""
+"""uwe.infer.ort: the ONNX Runtime query side equals the torch model it was exported from."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from uwe import cli, latency, ort  # noqa: E402
-from uwe.model import UWEModel, save  # noqa: E402
+from uwe import cli  # noqa: E402
+from uwe.bench import latency  # noqa: E402
+from uwe.infer import ort  # noqa: E402
+from uwe.infer.model import UWEModel, save  # noqa: E402
 
 TEXTS = ["data scientist", "registered nurse for intensive care", "bake bread", "python",
          "operate a forklift truck in a warehouse", "sql", "care for patients",
@@ -45,7 +47,7 @@ def test_token_embeddings_equal_the_torch_backbone_on_real_weights():
     """all-MiniLM-L6-v2's real weights: the largest difference of a token embedding between
     ONNX Runtime and torch on these texts is a few 1e-6 (measured 2.3e-6, and 1.8e-6 for the
     trained models/uwe; bound 2e-5)."""
-    from uwe.encoders import resolve_model
+    from uwe.pretrained import resolve_model
 
     folder = resolve_model("all-MiniLM-L6-v2")
     model = ort.OrtModel(folder, "mean", max_length=64, threads=1)
@@ -63,7 +65,7 @@ def test_sentence_embeddings_equal_sentence_transformers():
     embeddings of ``SentenceTransformer.encode`` (all-MiniLM-L6-v2, real weights) up to float
     rounding, text order kept across length groups, an empty text and a truncated one included
     (measured: 2.1e-7 here, 1.3e-6 for all-mpnet-base-v2 on 803 ESCO skills)."""
-    from uwe.baselines import make_model
+    from uwe.bench.baselines import make_model
 
     texts = TEXTS + ["", "word " * 400]
     ref = make_model("all-MiniLM-L6-v2", engine="torch", progress=False).encoder.encode(texts)
@@ -101,7 +103,7 @@ def test_the_export_is_cached_and_a_damaged_graph_is_exported_again(tiny_backbon
     first.onnx_path.write_bytes(b"not a graph")
     calls = []
     monkeypatch.setattr(ort, "export_onnx", lambda *a: calls.append(a) or real_export(*a))
-    with caplog.at_level("WARNING", logger="uwe.ort"):
+    with caplog.at_level("WARNING", logger="uwe.infer.ort"):
         third = ort.OrtModel(tiny_backbone, "sli", threads=1)
     assert len(calls) == 1 and "exporting it again" in caplog.text
     a = third.score(TEXTS[:2], TARGETS)
@@ -157,7 +159,7 @@ def test_rank_with_the_onnx_engine_equals_torch(tiny_backbone, tmp_path, scorer,
 
 
 def test_quantize_rows_round_trips_within_half_a_step():
-    from uwe.kernels import quantize_rows
+    from uwe.infer.kernels import quantize_rows
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(5, 3, 16)).astype(np.float32)
@@ -187,7 +189,7 @@ def test_float16_bits_are_widened_exactly():
     """The kernel's float16 loader (bit arithmetic, subnormals flushed) against NumPy's
     float16 -> float32 conversion: identical for every normal half."""
     pytest.importorskip("numba")
-    from uwe.kernels import sli_compact
+    from uwe.infer.kernels import sli_compact
 
     rng = np.random.default_rng(1)
     t = (rng.normal(size=(3, 2, 8)) * np.array([1e-3, 0.1, 5.0, 60.0] * 2)).astype(np.float32)

@@ -99,8 +99,8 @@ def test_stage_depends_on_every_module_its_notebook_imports(name, stage):
 
 
 def test_import_closure_follows_imports_inside_functions():
-    assert _import_closure("from uwe.analyses import run_spec\n") >= {
-        "uwe/analyses.py", "uwe/config.py", "uwe/training.py", "uwe/model.py"}
+    assert _import_closure("from uwe.pipeline.analyses import run_spec\n") >= {
+        "uwe/pipeline/analyses.py", "uwe/config.py", "uwe/train/loop.py", "uwe/infer/model.py"}
     assert _import_closure("import json\n") == set()
 
 
@@ -180,7 +180,7 @@ def test_profile_params_are_tracked_for_every_profile():
 def test_train_stage_depends_on_the_training_code_alone():
     """`train` (and its checkpoint fingerprint) follow the training code only, so a tidy-up of
     plotting, evaluation or the CLI does not retrain the model."""
-    from uwe.training import training_sources
+    from uwe.train.checkpoint import training_sources
 
     stage = STAGES["train"]
     nb = json.loads((REPO / CMD.match(stage["cmd"])["nb"]).read_text())
@@ -188,6 +188,7 @@ def test_train_stage_depends_on_the_training_code_alone():
     deps = {d for d in stage["deps"] if d.startswith("uwe/")}
     assert deps == _import_closure(code)
     fingerprinted = {p.relative_to(REPO).as_posix() for p in training_sources()}
-    assert fingerprinted <= deps and "uwe/training.py" in fingerprinted
-    assert not {"uwe/plotting.py", "uwe/reporting.py", "uwe/evaluation.py"} & (
-        deps | fingerprinted)
+    assert fingerprinted <= deps and "uwe/train/loop.py" in fingerprinted
+    figures_code = {"uwe/pipeline/plotting.py", "uwe/pipeline/reporting.py",
+                    "uwe/bench/evaluation.py"}
+    assert not figures_code & (deps | fingerprinted)

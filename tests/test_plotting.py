@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from uwe import plotting
+from uwe.pipeline import plotting
 
 pytest.importorskip("matplotlib")
 

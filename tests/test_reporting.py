@@ -8,9 +8,9 @@ import sys
 import pandas as pd
 import pytest
 
-from uwe import reporting
-from uwe.evaluation import write_results
-from uwe.reporting import results_table, write_results_table
+from uwe.bench.evaluation import write_results
+from uwe.pipeline import reporting
+from uwe.pipeline.reporting import results_table, write_results_table
 
 
 def _result(model, family, j2s, s2j, macro):

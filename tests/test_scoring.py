@@ -1,4 +1,5 @@
-"""Tests for uwe.scoring: consistency, padding invariance, limits and the packed path."""
+"""Tests for uwe.core.scoring (the reference scorers: consistency, padding invariance, limits) and
+for the faster SLI paths of uwe.infer.dense, each against the reference."""
 
 from __future__ import annotations
 
@@ -7,18 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uwe import scoring
-from uwe.scoring import (
+from uwe.core import scoring
+from uwe.core.scoring import (
     SCORERS,
     get_scorer,
     maxsim_scores,
     mean_cosine_scores,
     mean_pool,
-    pack_targets,
     sli_mean_target_scores,
     sli_pairwise,
     sli_scores,
-    sli_scores_packed,
 )
 
 torch.set_num_threads(2)
@@ -170,19 +169,6 @@ def test_mean_and_mean_target_scorers(data):
     torch.testing.assert_close(sli_mean_target_scores(q, qm, t, tm), ref2)
 
 
-@pytest.mark.parametrize("query_chunk", [None, 2])
-def test_packed_equals_unpacked(query_chunk, data):
-    q, qm, t, tm = data
-    tm = tm.clone()
-    tm[3] = False  # a fully padded target is handled identically
-    t = t.masked_fill(~tm[..., None], 1e6)
-    packed = pack_targets(t, tm)
-    assert packed.tokens.shape == (int(tm.sum()), D) and packed.offsets[-1] == tm.sum()
-    for tau in (0.05, 1.0):
-        got = sli_scores_packed(q, qm, packed, tau, query_chunk=query_chunk)
-        torch.testing.assert_close(got, sli_scores(q, qm, t, tm, tau), rtol=1e-5, atol=1e-5)
-
-
 def test_sli_gradients_finite_small_temperature():
     q, qm = _batch(3, 5, seed=4)
     t, tm = _batch(4, 6, seed=5)
@@ -210,8 +196,8 @@ def test_pairwise_sli_matches_reference(data):
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("tau", [0.02, 0.1, 0.5])
 def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau, fused):
-    from uwe.kernels import available
-    from uwe.scoring import sli_dense, unit_and_norm
+    from uwe.infer.dense import sli_dense, unit_and_norm
+    from uwe.infer.kernels import available
 
     if fused and not available():
         pytest.skip("numba kernel unavailable")
@@ -223,10 +209,44 @@ def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau, fused):
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("path", ["numpy", "numpy fused", "compact float32", "compact float16",
+                                  "compact int8"])
+@pytest.mark.parametrize("tau", [0.02, 0.1, 0.5])
+def test_every_numpy_sli_path_equals_the_reference(path, tau):
+    """The NumPy-side SLI of the fast engines (uwe.infer.numpy_engine.sli_dense, the fused
+    Numba kernel, uwe.infer.kernels.sli_compact on each stored layout) against the reference
+    formula, core.scoring.sli_scores; float16 / int8 round the stored target tokens, so their
+    bound is looser (measured: ~1e-3 / ~1e-2 on these norms)."""
+    from uwe.infer import kernels
+    from uwe.infer.numpy_engine import sli_dense as np_sli_dense
+
+    if path != "numpy" and not kernels.available():
+        pytest.skip("numba kernel unavailable")
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(5, 4, 16, generator=g) * 3
+    t = torch.randn(300, 6, 16, generator=g) * 3
+    ref = sli_scores(q, torch.ones(5, 4), t, torch.ones(300, 6), attention_temperature=tau)
+    qn, tn = q.numpy(), t.numpy()
+    t_norm = np.linalg.norm(tn, axis=2).astype(np.float32)
+    if path.startswith("numpy"):
+        got = np_sli_dense(qn, tn, t_norm, tau, fused=path.endswith("fused"))
+    else:
+        layout = path.split()[1]
+        q_norm = np.linalg.norm(qn, axis=2).astype(np.float32)
+        ones = np.ones(t_norm.shape, np.float32)
+        tokens, scale = {"float32": (tn, ones), "float16": (tn.astype(np.float16).view(np.uint16),
+                                                            ones),
+                         "int8": kernels.quantize_rows(tn)}[layout]
+        got = kernels.sli_compact(qn / q_norm[..., None], q_norm / np.float32(tau), tokens,
+                                  scale, t_norm)
+    atol = {"compact float16": 5e-3, "compact int8": 3e-2}.get(path, 1e-5)
+    torch.testing.assert_close(torch.from_numpy(np.asarray(got)), ref, atol=atol, rtol=1e-5)
+
+
 def test_fused_kernel_equals_tensor_path_across_tiles():
     """More targets than one parallel tile, several query tokens, a single query (batch 1)."""
-    from uwe.kernels import TILE, available
-    from uwe.scoring import sli_dense, unit_and_norm
+    from uwe.infer.dense import sli_dense, unit_and_norm
+    from uwe.infer.kernels import TILE, available
 
     if not available():
         pytest.skip("numba kernel unavailable")
@@ -243,7 +263,7 @@ def test_fused_kernel_equals_tensor_path_across_tiles():
 def test_serial_kernel_equals_parallel_kernel():
     """threads=1 (the calling thread, for sli_dense_blocks' workers) and Numba's pool compute
     every score with the same float operations: bit-identical."""
-    from uwe.kernels import TILE, available, sli_from_cos
+    from uwe.infer.kernels import TILE, available, sli_from_cos
 
     if not available():
         pytest.skip("numba kernel unavailable")
@@ -260,8 +280,8 @@ def test_serial_kernel_equals_parallel_kernel():
 def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
     """Blocks of several lengths and sizes (one empty) against one query group: each block's
     scores equal sli_dense on it, in order, and do not depend on the number of workers."""
-    from uwe.kernels import TILE, available
-    from uwe.scoring import sli_dense, sli_dense_blocks, unit_and_norm
+    from uwe.infer.dense import sli_dense, sli_dense_blocks, unit_and_norm
+    from uwe.infer.kernels import TILE, available
 
     if fused and not available():
         pytest.skip("numba kernel unavailable")
@@ -282,8 +302,8 @@ def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
 def test_sli_dense_blocks_leave_numpy_blas_threads_as_they_were():
     from threadpoolctl import threadpool_info
 
-    from uwe.kernels import available
-    from uwe.scoring import sli_dense_blocks, unit_and_norm
+    from uwe.core.scoring import sli_dense_blocks, unit_and_norm
+    from uwe.infer.kernels import available
 
     if not available():
         pytest.skip("numba kernel unavailable")
@@ -303,8 +323,8 @@ def test_fused_kernel_exp_is_float32_accurate():
     tokens: weights exp(0) and exp(z) give score (c0 + e^z c1) / (1 + e^z)."""
     import numpy as np
 
-    from uwe.kernels import EXP_FLOOR, available, sli_from_cos
-    from uwe.scoring import EXP_FLOOR as SCORING_FLOOR
+    from uwe.core.scoring import EXP_FLOOR as SCORING_FLOOR
+    from uwe.infer.kernels import EXP_FLOOR, available, sli_from_cos
 
     assert EXP_FLOOR == SCORING_FLOOR
     if not available():
@@ -326,7 +346,7 @@ def test_fused_kernel_exp_is_float32_accurate():
 def test_fused_kernel_rejects_bad_shapes():
     import numpy as np
 
-    from uwe.kernels import available, sli_from_cos
+    from uwe.infer.kernels import available, sli_from_cos
 
     if not available():
         pytest.skip("numba kernel unavailable")
@@ -338,7 +358,7 @@ def test_fused_kernel_rejects_bad_shapes():
 def test_length_groups_never_mix_lengths_and_respect_batch_size():
     import numpy as np
 
-    from uwe.npinfer import length_groups
+    from uwe.infer.numpy_engine import length_groups
 
     lengths = np.array([3, 5, 3, 5, 5, 2, 3, 5, 5])
     groups = length_groups(lengths, batch_size=2)
@@ -351,8 +371,8 @@ def test_length_groups_never_mix_lengths_and_respect_batch_size():
 def test_numpy_inference_fused_equals_array_path():
     import numpy as np
 
-    from uwe.kernels import available
-    from uwe.npinfer import sli_dense as np_sli_dense
+    from uwe.infer.kernels import available
+    from uwe.infer.numpy_engine import sli_dense as np_sli_dense
 
     if not available():
         pytest.skip("numba kernel unavailable")

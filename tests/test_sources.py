@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from uwe import sources as src
+from uwe.data import sources as src
 
 SKILL_COLS = ["conceptType", "conceptUri", "skillType", "reuseLevel", "preferredLabel",
               "altLabels", "description"]

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from uwe import tasks as T
+from uwe.data import tasks as T
 
 
 def test_normalize_text():

@@ -1,4 +1,4 @@
-"""uwe.training on a tiny random BERT and tiny graphs: loss goes down, resume is exact, the
+"""uwe.train.loop on a tiny random BERT and tiny graphs: loss goes down, resume is exact, the
 two-process (gloo) path gathers the global batch."""
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from uwe import training
 from uwe.config import GraphParams, TrainParams
-from uwe.model import load
+from uwe.core import step
+from uwe.infer.model import load
+from uwe.train import checkpoint, distributed, frozen
+from uwe.train import loop as training
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["python", "sql", "welding", "baking", "accounting", "driving", "nursing", "design",
@@ -92,11 +94,11 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
 def test_a_step_gives_finite_gradients_and_the_loss_goes_down(setup, tmp_path):
     backbone, root = setup
     cfg = tiny_cfg(backbone, steps=30, warmup=0.0, eval_every=0, lr=3e-3)
-    info, device = training.DistInfo(), torch.device("cpu")
+    info, device = distributed.DistInfo(), torch.device("cpu")
     trainer = training.Trainer(cfg, 0, root, tmp_path / "m", tmp_path / "c", info, device,
                                None, False)
     trainer.model.encoder.train()
-    scored = training.step_scores(trainer.encode, trainer.model, trainer.batcher,
+    scored = step.step_scores(trainer.encode, trainer.model, trainer.batcher,
                                   trainer.batcher.sample(), info, trainer.autocast)
     loss, parts = trainer.loss_fn(scored)
     loss.backward()
@@ -213,7 +215,7 @@ def test_resume_discards_a_checkpoint_of_other_code_or_data(setup, tmp_path, mon
     assert [r["step"] for r in read_log(tmp_path / "log.csv")] == ["1", "2"]
 
     # changed training code: strict resume names it, "auto" trains from scratch
-    real = training.run_fingerprint
+    real = checkpoint.run_fingerprint
     monkeypatch.setattr(training, "run_fingerprint",
                         lambda *a: {**real(*a), "code": "0" * 64})
     with pytest.raises(ValueError, match=r"code \(changed\)"):
@@ -237,9 +239,9 @@ def test_resume_discards_a_checkpoint_of_other_code_or_data(setup, tmp_path, mon
 
 def test_run_fingerprint_covers_code_torch_and_each_graph(setup):
     _, root = setup
-    fp = training.run_fingerprint({"sj": None, "ss": None, "nope": None}, root)
+    fp = checkpoint.run_fingerprint({"sj": None, "ss": None, "nope": None}, root)
     assert set(fp) == {"code", "torch", "graph sj", "graph ss"}
-    assert fp == training.run_fingerprint({"ss": None, "sj": None}, root)
+    assert fp == checkpoint.run_fingerprint({"ss": None, "sj": None}, root)
     assert fp["graph sj"] != fp["graph ss"] and len(fp["code"]) == 64
 
 
@@ -268,8 +270,8 @@ def _gather_grad_case():
 
 
 def _global_loss(x_emb, x_mask, y_emb, y_mask, pos):
-    from uwe.losses import info_nce_many_to_many
-    from uwe.scoring import sli_scores
+    from uwe.core.losses import info_nce_many_to_many
+    from uwe.core.scoring import sli_scores
 
     return info_nce_many_to_many(sli_scores(x_emb, x_mask, y_emb, y_mask), pos, 0.05)
 
@@ -284,8 +286,8 @@ def _gather_grad_worker(rank: int, port: int, out: str) -> None:
     lin, x, x_mask, y, y_mask, pos = _gather_grad_case()
     ddp = DistributedDataParallel(lin)
     rows = slice(3 * rank, 3 * rank + 3)  # this rank's half of the global batch
-    xe, xm = training.gather_tokens(ddp(x[rows]), x_mask[rows], [3, 3])
-    ye, ym = training.gather_tokens(ddp(y[rows]), y_mask[rows], [3, 3])
+    xe, xm = step.gather_tokens(ddp(x[rows]), x_mask[rows], [3, 3])
+    ye, ym = step.gather_tokens(ddp(y[rows]), y_mask[rows], [3, 3])
     _global_loss(xe, xm, ye, ym, pos).backward()
     torch.save(lin.weight.grad, Path(out) / f"grad{rank}.pt")
     dist.destroy_process_group()
@@ -331,14 +333,14 @@ def test_two_process_gloo_training_gathers_the_global_batch(setup, tmp_path):
 
 
 def test_encode_sides_equals_encoding_each_side_alone(setup):
-    from uwe.model import TokenEncoder
+    from uwe.core.encoder import TokenEncoder
 
     backbone, _ = setup
     enc = TokenEncoder.from_pretrained(backbone, max_length=8).eval()
     sides = [["a", "python programming basics"], ["one two three four five six seven"],
              ["sql", "x y", "baking bread at night", "z"]]
     with torch.no_grad():
-        together = training.encode_sides(enc, enc.token_lengths, sides, chunk=3)
+        together = step.encode_sides(enc, enc.token_lengths, sides, chunk=3)
         for side, (emb, mask) in zip(sides, together, strict=True):
             ref_emb, ref_mask = enc(side)
             assert torch.equal(mask, ref_mask)
@@ -349,15 +351,15 @@ def test_cache_texts_are_the_same_for_every_subset_of_graphs(tmp_path):
     """The frozen-bottom cache key hashes this list: a run on a subset of the graphs (a
     transfer run, ``no_synthetic``) must list the texts in the main model's order, so that it
     reads the main model's cache instead of building one of its own."""
-    from uwe.batching import MultiGraphBatcher
+    from uwe.core.batching import MultiGraphBatcher
 
     root = write_tiny_curated(tmp_path / "curated")
-    full = training.cache_texts(
+    full = frozen.cache_texts(
         MultiGraphBatcher.from_root(["sj", "sv", "sa", "jj", "ss"], root, 4, seed=0), root)
     assert len(full) == len(set(full))
     for subset in (["sj"], ["sv"], ["jj", "ss"], ["sj", "sa", "jj", "ss"]):
         batcher = MultiGraphBatcher.from_root(subset, root, 4, seed=1)
-        assert training.cache_texts(batcher, root) == full, subset
+        assert frozen.cache_texts(batcher, root) == full, subset
 
 
 @pytest.mark.parametrize("damaged", ["trainer_state.pt", "model.safetensors",
@@ -387,7 +389,7 @@ def test_an_unreadable_checkpoint_is_discarded_by_auto_and_named_by_strict(
     with pytest.raises(ValueError, match=r"checkpoint .*last is unreadable"):
         run(cfg, root, tmp_path / "b", resume=True)
     assert path.is_file()  # strict: nothing discarded
-    with caplog.at_level("WARNING", logger="uwe.training"):
+    with caplog.at_level("WARNING", logger="uwe.train.loop"):
         resumed = run(cfg, root, tmp_path / "b", resume="auto")
     assert any("unreadable" in r.getMessage() and "last" in r.getMessage()
                for r in caplog.records)

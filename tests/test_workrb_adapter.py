@@ -1,4 +1,4 @@
-"""uwe.workrb_adapter: UWE scored by WorkRB's own evaluate() equals uwe.evaluation."""
+"""uwe.workrb_adapter: UWE scored by WorkRB's own evaluate() equals uwe.bench.evaluation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from uwe.evaluation import evaluate_dataset
-from uwe.model import UWEModel
-from uwe.tasks import RankingDataset
+from uwe.bench.evaluation import evaluate_dataset
+from uwe.data.tasks import RankingDataset
+from uwe.infer.model import UWEModel
 
 QUERIES = [
     "data scientist",

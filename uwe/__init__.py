@@ -2,10 +2,10 @@
 
 The public API, imported on first use (``import uwe`` itself loads neither torch nor data):
 
-* :func:`load` (``uwe.model.load``): a trained UWE model folder -> :class:`UWEModel`;
+* :func:`load` (``uwe.infer.model.load``): a trained UWE model folder -> :class:`UWEModel`;
 * :class:`UWEModel`: ``score(queries, targets)``, ``index_targets`` / ``score_index``, ``rank``;
-* :func:`train` (``uwe.training.train``): train a model from a ``TrainParams`` config;
-* :func:`evaluate` (``uwe.evaluation.evaluate``): WorkBench metrics of any model on a family.
+* :func:`train` (``uwe.train.loop.train``): train a model from a ``TrainParams`` config;
+* :func:`evaluate` (``uwe.bench.evaluation.evaluate``): WorkBench metrics of any model on a family.
 
 Nothing happens on import: no device probing, no seeding, no logging configuration.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"load": "uwe.model", "UWEModel": "uwe.model", "train": "uwe.training",
-        "evaluate": "uwe.evaluation"}
+_API = {"load": "uwe.infer.model", "UWEModel": "uwe.infer.model", "train": "uwe.train.loop",
+        "evaluate": "uwe.bench.evaluation"}
 __all__ = ["UWEModel", "__version__", "evaluate", "load", "train"]
 
 

@@ -6,7 +6,7 @@
     uwe evaluate --model models/uwe --task all --family heldout --out metrics/cli.json
     uwe info models/uwe
 
-Target indexes are cached on disk (:mod:`uwe.index_cache`), so a second ``rank`` against the
+Target indexes are cached on disk (:mod:`uwe.infer.index_cache`), so a second ``rank`` against the
 same model and target list skips encoding the targets. Expected failures (a bad option value,
 an unknown task, family, split or model name, a missing, damaged or unreadable model, task or
 targets file, an empty target list) print one line ``uwe: error: ...`` on stderr, naming the
@@ -17,9 +17,10 @@ The warm ``rank`` path is kept lean: heavy modules are imported only where they 
 target list of a task (or a .csv/.tsv/.parquet targets file) comes from the cache's target-list
 sidecar (no pandas, no parquet), and for a UWE folder with a BERT-family backbone and the SLI
 scorer (``--engine auto`` on the CPU) queries are encoded and scored with NumPy
-(:mod:`uwe.npinfer`) against the memory-mapped cached index, so neither torch nor transformers
+(:mod:`uwe.infer.numpy_engine`) against the memory-mapped cached index, so neither torch nor
+transformers
 is imported unless the index has to be built; a UWE folder with another backbone or the mean
-scorer runs its encoder in ONNX Runtime (:mod:`uwe.ort`, exported once per model version).
+scorer runs its encoder in ONNX Runtime (:mod:`uwe.infer.ort`, exported once per model version).
 ``--engine torch`` runs the torch model instead (same scores up to float32 rounding).
 """
 
@@ -31,163 +32,33 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
-from uwe.errors import InputError, unknown
+from uwe.errors import CLIError
+from uwe.infer.model_card import describe_model
+from uwe.infer.ranker import (
+    ENGINES,
+    check_device,
+    check_family_split,
+    fast_engine,
+    indexed,
+    load,
+    load_checked_task,
+    rank_fast,
+    resolve_targets,
+    top_k,
+)
 
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
-ENGINES = ("auto", "numpy", "onnx", "torch")
-# the ONNX engine's SLI target layouts (uwe.ort.LAYOUTS; not imported: uwe.ort loads numpy)
+# the ONNX engine's SLI target layouts (uwe.infer.ort.LAYOUTS; not imported: uwe.infer.ort loads
+# numpy)
 LAYOUTS = ("float32", "fused32", "float16", "int8")
 DEFAULT_LAYOUT = "float16"
-TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.tasks.FAMILIES (that module imports pandas)
-TASK_SPLITS = ("val", "test")  # uwe.tasks.SPLITS
-LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
 
 logger = logging.getLogger("uwe.cli")
 
 
-class CLIError(InputError):
-    """An expected user error: reported as one line, exit status 2."""
-
-
 # -- inputs ----------------------------------------------------------------------------------
-def read_text_file(path: Path) -> str:
-    """The text of ``path``: UTF-8 (a leading byte-order mark dropped) or UTF-16 with its BOM;
-    anything else (another encoding, a binary file) is a :class:`CLIError` naming the file and
-    the offset of the first bad byte."""
-    data = path.read_bytes()
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise CLIError(
-            f"{path} is not {encoding.split('-sig')[0].upper()} text (byte 0x{data[err.start]:02x}"
-            f" at offset {err.start}): save it as UTF-8, one target per line"
-        ) from None
-    if "\x00" in text:
-        zeros = max(data[0::2].count(0), data[1::2].count(0))
-        utf16 = zeros >= 0.9 * (len(data) // 2)  # ASCII text in UTF-16: every other byte 0
-        raise CLIError(
-            f"{path} looks binary (a NUL character at offset {text.index(chr(0))}"
-            + ("; UTF-16 without a byte-order mark?" if utf16 else "")
-            + "): targets files are UTF-8 text (.txt, .csv, .tsv) or .parquet"
-        )
-    return text
-
-
-def read_targets_file(path: str | Path) -> list[str]:
-    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (the column
-    ``target``, or the only column); stripped, empty rows dropped, duplicates dropped (first
-    occurrence kept, so target ``j`` is the ``j``-th distinct text). Text files are UTF-8
-    (a BOM is dropped) or UTF-16 with a BOM; a table with several columns and none named
-    ``target`` is refused rather than guessed."""
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"target file not found: {p}")
-    suffix = p.suffix.lower()
-    if suffix in LIST_SUFFIXES:
-        import io
-
-        import pandas as pd
-
-        try:
-            df = (
-                pd.read_parquet(p)
-                if suffix == ".parquet"
-                else pd.read_csv(
-                    io.StringIO(read_text_file(p)),
-                    sep="\t" if suffix == ".tsv" else ",",
-                    dtype=str,
-                    keep_default_na=False,
-                )
-            )
-        except (ValueError, OSError, pd.errors.ParserError) as err:
-            if isinstance(err, CLIError):
-                raise
-            msg = " ".join(str(err).split())
-            raise CLIError(f"cannot read target file {p}: {msg}") from err
-        if df.shape[1] == 0:
-            raise CLIError(f"target file {p} has no columns")
-        if "target" not in df.columns and df.shape[1] > 1:
-            raise CLIError(
-                f"target file {p} has {df.shape[1]} columns ({', '.join(map(str, df.columns))})"
-                f" and none named 'target': name the column to rank 'target'"
-            )
-        raw = df["target" if "target" in df.columns else df.columns[0]].tolist()
-    else:
-        raw = read_text_file(p).splitlines()
-    targets = list(dict.fromkeys(str(t).strip() for t in raw if t is not None))
-    targets = [t for t in targets if t]
-    if not targets:
-        raise CLIError(f"target file {p} contains no targets")
-    return targets
-
-
-def task_targets(args: argparse.Namespace) -> list[str]:
-    return load_checked_task(args.task, args.family, args.split, args.root).targets
-
-
-def resolve_targets(args: argparse.Namespace) -> tuple[list[str], str]:
-    """``(targets, targets_sha256)`` of ``--task`` or ``--targets``.
-
-    A task's list (and a .csv/.tsv/.parquet file's) is kept in the cache's target-list sidecar
-    keyed by the sha256 of the source files' bytes (:func:`uwe.index_cache.task_source_key`):
-    a hit skips pandas and the parquet reader, a changed file is a miss. ``--no-cache``
-    neither reads nor writes it.
-    """
-    from uwe.index_cache import IndexCache, file_source_key, targets_sha256, task_source_key
-
-    key, origin = None, ""
-    if not getattr(args, "no_cache", False):
-        if args.task:
-            if args.family in TASK_FAMILIES:
-                key = task_source_key(args.root, args.family, args.task, args.split)
-                origin = f"task {args.family}/{args.task}/{args.split} under {args.root}"
-        elif Path(args.targets).suffix.lower() in LIST_SUFFIXES and Path(args.targets).is_file():
-            key, origin = file_source_key(args.targets), f"file {args.targets}"
-    cache = IndexCache(args.cache_dir)
-    if key is not None:
-        hit = cache.target_list(key)
-        if hit is not None:
-            return hit
-    targets = task_targets(args) if args.task else read_targets_file(args.targets)
-    if key is not None:
-        try:
-            cache.save_target_list(key, targets, origin)
-        except OSError as err:  # a read-only cache must not fail the ranking
-            logger.warning("could not write the target list cache: %s", err)
-    return targets, targets_sha256(targets)
-
-
-def check_family_split(family: str, split: str) -> None:
-    if family not in TASK_FAMILIES:
-        raise unknown("--family", family, TASK_FAMILIES)
-    if split not in TASK_SPLITS:
-        raise unknown("--split", split, TASK_SPLITS)
-
-
-def load_checked_task(name: str, family: str, split: str, root: str):
-    from uwe import tasks
-
-    check_family_split(family, split)
-    if not name:
-        raise CLIError("--task is empty: give a task name, several separated by commas, or 'all'")
-    on_disk = tasks.list_tasks(family, root=root, split=split)
-    if not on_disk:
-        raise CLIError(
-            f"no curated {family} tasks with a {split!r} split under {Path(root) / 'tasks'}: "
-            f"run `dvc repro curate`, or pass --root"
-        )
-    if name not in on_disk:
-        raise unknown("task", name, on_disk, hint=f"looked in {Path(root) / 'tasks' / family}, "
-                      f"split {split!r}")
-    return tasks.load_task(name, family=family, split=split, root=root)
 
 
 def read_queries(args: argparse.Namespace) -> list[str]:
@@ -202,171 +73,6 @@ def read_queries(args: argparse.Namespace) -> list[str]:
     if not queries:
         raise CLIError("no queries given (all empty)")
     return queries
-
-
-def load(args: argparse.Namespace):
-    """``(model, fingerprint)`` of ``--model`` (see :mod:`uwe.registry`)."""
-    from uwe.index_cache import model_fingerprint
-    from uwe.registry import load_model
-
-    threads = getattr(args, "threads", None)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    check_device(args.device)
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size)
-    encoder = getattr(model, "encoder", None)
-    if hasattr(encoder, "progress"):  # an embedding baseline: no progress bars in the CLI
-        encoder.progress = False
-    return model, model_fingerprint(args.model)
-
-
-def check_device(device: str) -> None:
-    """``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` of a GPU this torch build sees."""
-    import re
-
-    if device in ("auto", "cpu"):
-        return
-    if not re.fullmatch(r"cuda(:\d+)?", device):
-        raise unknown("--device", device, ("auto", "cpu", "cuda", "cuda:0"))
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.partition(":")[2] or 0)
-    if index >= count:
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise CLIError(
-            f"--device {device}: this torch ({torch.__version__}, {build}) sees "
-            f"{count} GPU{'s' if count != 1 else ''}; use --device cpu or auto"
-        )
-
-
-def indexed(
-    args: argparse.Namespace,
-    model: Any,
-    fingerprint: dict,
-    targets: list[str],
-    rebuild: bool = False,
-):
-    from uwe.index_cache import IndexCache
-
-    cache = IndexCache(args.cache_dir)
-    return cache.get_or_build(
-        model, fingerprint, targets, use_cache=not getattr(args, "no_cache", False), rebuild=rebuild
-    )
-
-
-def fast_engine(args: argparse.Namespace) -> tuple[str, Path] | None:
-    """``(engine, UWE folder)`` to rank with without torch, or None for the torch path.
-
-    ``numpy``: :class:`uwe.npinfer.NumpyUWE` (a BERT-family backbone with the SLI scorer;
-    nothing but NumPy and ``tokenizers``); ``onnx``: :class:`uwe.ort.OrtModel` (the encoder in
-    ONNX Runtime; the SLI, mean and SLI-with-mean-target scorers, any backbone). ``--engine
-    auto``: numpy where it runs, else onnx where it runs, else torch, with ``--device`` auto or
-    cpu (ranking a few queries against a cached index is faster on the CPU than starting
-    CUDA). ``--engine numpy`` / ``onnx`` require theirs; ``torch`` never takes either.
-    """
-    engine = getattr(args, "engine", "auto")
-    if engine == "torch":
-        return None
-    from uwe.registry import find_uwe_folder
-
-    folder = find_uwe_folder(args.model)
-    if folder is None:
-        if engine != "auto":
-            raise CLIError(f"--engine {engine} needs a UWE model folder, not {args.model!r}")
-        return None
-    if args.device not in ("auto", "cpu"):
-        if engine != "auto":
-            raise CLIError(f"--engine {engine} runs on the CPU, not --device {args.device}")
-        return None
-    if engine in ("auto", "numpy"):
-        from uwe.npinfer import unsupported_reason
-
-        reason = unsupported_reason(folder)
-        if reason is None:
-            return "numpy", folder
-        if engine == "numpy":
-            raise CLIError(f"--engine numpy cannot run {folder}: {reason}")
-        logger.info("not the NumPy engine: %s", reason)
-    import importlib.util
-
-    from uwe.folder import read_uwe_config
-    from uwe.ort import SCORERS
-
-    scorer = read_uwe_config(folder)["scorer"]
-    reason = (f"scorer {scorer!r}" if scorer not in SCORERS else
-              "onnxruntime is not installed" if importlib.util.find_spec("onnxruntime") is None
-              else None)
-    if reason is None:
-        return "onnx", folder
-    if engine == "onnx":
-        raise CLIError(f"--engine onnx cannot run {folder}: {reason}")
-    logger.info("ranking with torch: %s", reason)
-    return None
-
-
-def rank_fast(
-    args: argparse.Namespace, engine_name: str, folder: Path, queries: list[str],
-    targets: list[str], sha: str, k: int
-) -> list:
-    """:func:`top_k` of the NumPy or ONNX engine against the cached index. On a miss the
-    index is built (ONNX engine: by it; NumPy: by torch) and saved; with ``--no-cache`` built
-    and not saved."""
-    from uwe.index_cache import IndexCache, index_arrays, model_fingerprint, numpy_index_arrays
-    from uwe.npinfer import NumpyIndex, NumpyUWE
-
-    if engine_name == "onnx":
-        from uwe.ort import OrtModel
-
-        engine = OrtModel.from_uwe_folder(folder, threads=args.threads,
-                                          target_layout=args.target_layout)
-    else:
-        engine = NumpyUWE(folder)
-    cache = IndexCache(args.cache_dir)
-    arrays, fingerprint = None, model_fingerprint(args.model)
-    if not args.no_cache:
-        arrays = cache.read_entry(fingerprint, sha, len(targets), "uwe")
-        if arrays is not None:
-            logger.info("target index: hit %s", cache.paths(fingerprint, sha)[0])
-    if arrays is None and engine_name == "onnx":
-        index = engine.token_index(targets)
-        if not args.no_cache:
-            try:
-                path = cache.write_entry(fingerprint, sha, len(targets), "uwe",
-                                         numpy_index_arrays(index))
-                logger.info("target index: miss, built and saved %s", path)
-            except OSError as err:  # a read-only cache must not fail the ranking
-                logger.warning("could not write index cache: %s", err)
-        return top_k(engine, queries, engine.prepare(index), k)
-    if arrays is None:
-        model, fingerprint = load(args)
-        index, cached = indexed(args, model, fingerprint, targets)
-        logger.info("target index: %s %s", cached.status, cached.path or "")
-        arrays = index_arrays("uwe", index)
-    index = NumpyIndex.from_arrays(arrays, len(targets))
-    return top_k(engine, queries, engine.prepare(index) if engine_name == "onnx" else index, k)
-
-
-def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
-    """``[(ids (k,), scores (k,)) per query]``; ties -> lower target index."""
-    import numpy as np
-
-    out = []
-    for s in range(0, len(queries), chunk):
-        scores = np.asarray(model.score_index(queries[s : s + chunk], index))  # (c, n_t)
-        bad = ~np.isfinite(scores)
-        if bad.any():  # a NaN would sort anywhere: never rank with it
-            r, j = (int(x) for x in np.argwhere(bad)[0])
-            raise CLIError(
-                f"score of query {queries[s + r]!r} against target {j} is {scores[r, j]}: the "
-                f"model or its cached target index is damaged; rebuild the index with "
-                f"`uwe index --rebuild` (same --model and targets) or check the model folder"
-            )
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (c, k)
-        out += [(ids, row[ids]) for row, ids in zip(scores, order, strict=True)]
-    return out
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -443,8 +149,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     targets, sha = resolve_targets(args)
     if not args.rebuild:  # a cached UWE index: report it without loading the model
-        from uwe.index_cache import IndexCache, model_fingerprint
-        from uwe.registry import find_uwe_folder
+        from uwe.infer.folder import find_uwe_folder
+        from uwe.infer.index_cache import IndexCache, model_fingerprint
 
         if find_uwe_folder(args.model) is not None:
             cache, fingerprint = IndexCache(args.cache_dir), model_fingerprint(args.model)
@@ -464,8 +170,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from uwe.evaluation import evaluate, write_results
-    from uwe.index_cache import CachedIndexModel, IndexCache
+    from uwe.bench.evaluation import evaluate, write_results
+    from uwe.infer.index_cache import CachedIndexModel, IndexCache
 
     names = None
     check_family_split(args.family, args.split)
@@ -479,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name in names:  # fail before loading the model
             load_checked_task(name, args.family, args.split, args.root)
     if args.engine == "onnx":  # the query side in ONNX Runtime; indexes are not cached
-        from uwe.ort import ort_model_for
+        from uwe.infer.ort import ort_model_for
 
         check_device(args.device)
         scored = ort_model_for(args.model, threads=args.threads,
@@ -505,85 +211,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {write_results(res, args.out)}")
     return 0
-
-
-def count_params(weights: Path) -> int:
-    """Number of parameters in a safetensors file, from its header (no tensor is read)."""
-    import numpy as np
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), framework="np") as f:
-            n = int(sum(np.prod(f.get_slice(k).get_shape(), dtype=np.int64) for k in f.keys()))
-    except Exception as err:  # safetensors raises its own SafetensorError (not an OSError)
-        raise CLIError(
-            f"{weights}: not a readable safetensors file ({' '.join(str(err).split())}): the "
-            f"weights are truncated or damaged; copy or train the model again"
-        ) from err
-    return n
-
-
-def _fmt(d: Any, keys: tuple[str, ...] | None = None) -> str:
-    if not isinstance(d, dict):
-        return str(d)
-    items = [(k, d[k]) for k in (keys or tuple(d)) if k in d and not isinstance(d[k], dict)]
-    return ", ".join(f"{k} {v}" for k, v in items) or "-"
-
-
-def describe_model(path: str | Path) -> dict[str, Any]:
-    """``{"summary": {label: text}, "config": uwe_config, "params": n}`` of a UWE folder."""
-    folder = Path(path)
-    config_path = folder / "uwe_config.json"
-    if not config_path.is_file():
-        raise CLIError(f"not a UWE model folder (no uwe_config.json): {folder}")
-    from uwe.folder import read_json_object
-
-    cfg = read_json_object(config_path)
-    weights = folder / "model.safetensors"
-    n_params = count_params(weights) if weights.is_file() else None
-    train = cfg.get("train") or {}
-    data = cfg.get("data") or {}
-    graphs = cfg.get("graphs") or train.get("graphs") or {}
-    summary = {
-        "model": str(folder.resolve()),
-        "backbone": cfg.get("backbone", "?"),
-        "scorer": cfg.get("scorer", "?"),
-        "attention temperature": cfg.get("attention_temperature", "?"),
-        "max length": f"{cfg.get('max_length', '?')} tokens",
-        "params": (
-            f"{n_params:,} ({n_params / 1e6:.1f}M)"
-            if n_params is not None
-            else "? (model.safetensors missing)"
-        ),
-        "uwe version": f"{cfg.get('uwe_version', '?')} (format {cfg.get('format_version', '?')})",
-    }
-    if train:
-        summary["training"] = _fmt(
-            train,
-            (
-                "loss",
-                "steps",
-                "batch_size",
-                "lr",
-                "warmup",
-                "weight_decay",
-                "max_minutes",
-                "precision",
-            ),
-        )
-        summary["trained"] = _fmt(cfg, ("step", "seed", "world_size"))
-        summary["graphs"] = ", ".join(f"{g} ({_fmt(p)})" for g, p in graphs.items()) or "-"
-    else:
-        summary["training"] = "none recorded (an untuned backbone?)"
-    if data:
-        edges = data.get("graph_edges") or {}
-        summary["training data"] = f"{data.get('root', '?')}; edges: " + (
-            ", ".join(f"{g} {n:,}" for g, n in edges.items()) or "-"
-        )
-    val = cfg.get("val")
-    if isinstance(val, dict) and val.get("macro_map") is not None:
-        summary["validation"] = f"macro MAP {100 * float(val['macro_map']):.2f} (best checkpoint)"
-    return {"summary": summary, "config": cfg, "params": n_params}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -718,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="WorkBench metrics of a model",
         description="MAP and RP@10 per task and the macro average, computed by "
-        "uwe.evaluation (the pipeline's numbers).",
+        "uwe.bench.evaluation (the pipeline's numbers).",
     )
     _model_args(p)
     p.add_argument(
@@ -730,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=("torch", "onnx"),
         default="torch",
-        help="torch (the pipeline's numbers) or onnx: the encoder in ONNX Runtime (uwe.ort; "
+        help="torch (the pipeline's numbers) or onnx: the encoder in ONNX Runtime (uwe.infer.ort; "
         "UWE folders and mean-pooling embedders, on the CPU)",
     )
     p.add_argument(

@@ -79,11 +79,11 @@ class TrainParams:
     eval_every: int = 200
     val_max_queries: int | None = 500
     sentence_pair_prob: float = 0.8
-    # embeddings + bottom K layers frozen, their outputs cached once per text (uwe.frozen)
+    # embeddings + bottom K layers frozen, their outputs cached once per text (uwe.train.frozen)
     frozen_layers: int = 0
     frozen_cache_dtype: str = "float16"
     frozen_cache_dir: str | None = None  # None: $UWE_CACHE_DIR/frozen or ~/.cache/uwe/frozen
-    # mined hard negatives (uwe.negatives): extra right items per left node of a batch, drawn
+    # mined hard negatives (uwe.train.negatives): extra right items per left node of a batch, drawn
     # from a pool of the `hard_negative_pool` most similar non-neighbours under the untuned
     # model; `hard_negative_graphs` null = every graph
     hard_negatives: int = 0
@@ -102,9 +102,9 @@ class EvaluateParams:
     batch_size: int = 128
     query_chunk: int = 1024
     device: str = "auto"
-    # MiB of text -> embedding cache per evaluated model (uwe.textcache); 0 = none
+    # MiB of text -> embedding cache per evaluated model (uwe.infer.textcache); 0 = none
     text_cache_mb: float = 0
-    # engine of the sentence-embedding baselines (uwe.encoders.SentenceEncoder): torch, onnx
+    # engine of the sentence-embedding baselines (uwe.pretrained.SentenceEncoder): torch, onnx
     # (ONNX Runtime, CPU) or auto (onnx on the CPU, torch on a GPU); UWE folders run in torch
     engine: str = "torch"
 
@@ -160,7 +160,7 @@ class AnalysisParams:
 class LatencyParams:
     """Per-query latency at batch 1 against a cached target space (stage ``latency``)."""
 
-    # result name (as under metrics/workbench/) -> model spec (uwe.registry.load_model)
+    # result name (as under metrics/workbench/) -> model spec (uwe.bench.registry.load_model)
     models: dict[str, str] = field(default_factory=lambda: {"uwe": "models/uwe"})
     task: str = "job2skill"  # whose target space is cached and whose queries are timed
     family: str = "heldout"
@@ -169,10 +169,10 @@ class LatencyParams:
     throughput_batch: int = 64
     throughput_batches: int = 5
     device: str = "auto"
-    # torch: each model's own path; onnx: the query side in ONNX Runtime (uwe.ort), for the
+    # torch: each model's own path; onnx: the query side in ONNX Runtime (uwe.infer.ort), for the
     # UWE and embedding models, entries "<name>@onnx" with the encode / score split
     engines: list[str] = field(default_factory=lambda: ["torch"])
-    # how the onnx engine stores an SLI model's cached target tokens (uwe.ort.LAYOUTS)
+    # how the onnx engine stores an SLI model's cached target tokens (uwe.infer.ort.LAYOUTS)
     target_layout: str = "float16"
 
 

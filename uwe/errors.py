@@ -16,6 +16,10 @@ class InputError(ValueError):
     """An expected error caused by the user's input; its message is the whole report."""
 
 
+class CLIError(InputError):
+    """An expected user error of the command line: reported as one line, exit status 2."""
+
+
 def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
     """``" (did you mean 'x'?)"``, ``" (did you mean 'x' or 'y'?)"`` or ``""``: the known names
     closest to ``value`` (case-insensitive, :func:`difflib.get_close_matches`)."""

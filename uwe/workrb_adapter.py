@@ -5,19 +5,19 @@ is imported lazily, so ``import uwe.workrb_adapter`` works without it and the fi
 an ImportError that says what to install.
 
 * :func:`as_workrb_model` -> a ``workrb.models.ModelInterface`` around any model with the
-  harness contract (a :class:`uwe.model.UWEModel`, a baseline, or a spec for
-  :func:`uwe.registry.load_model`). ``compute_rankings(queries, targets, ...)`` returns the
+  harness contract (a :class:`uwe.infer.model.UWEModel`, a baseline, or a spec for
+  :func:`uwe.bench.registry.load_model`). ``compute_rankings(queries, targets, ...)`` returns the
   ``(n_q, n_t)`` SLI score matrix (``index_targets`` once, then ``score_index``);
   classification ranks texts against the label texts the same way. WorkRB's input types
   (job title, skill name, ...) are ignored: UWE is one task-agnostic encoder.
 * :func:`workrb_task` / :func:`curated_workrb_task` -> a WorkRB ``RankingTask`` built from local
-  data (a :class:`uwe.tasks.RankingDataset`, e.g. a curated WorkBench task), so
+  data (a :class:`uwe.data.tasks.RankingDataset`, e.g. a curated WorkBench task), so
   ``workrb.evaluate(model, [task], output_folder=...)`` scores it with WorkRB's own metrics.
   WorkRB's own tasks (``workrb.tasks.ESCOJob2SkillRanking(split="test", languages=["en"])``,
   ...) work as well wherever their data can be downloaded.
 
-Metrics agree with :mod:`uwe.evaluation` except on ties: WorkRB ranks with an unstable
-``np.argsort``, :mod:`uwe.metrics` breaks ties by the lower target index.
+Metrics agree with :mod:`uwe.bench.evaluation` except on ties: WorkRB ranks with an unstable
+``np.argsort``, :mod:`uwe.bench.metrics` breaks ties by the lower target index.
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ def as_workrb_model(
     model: Any, name: str | None = None, device: str = "auto", batch_size: int = 128
 ):
     """A WorkRB model around ``model`` (an object with ``index_targets``/``score_index``, or a
-    spec string for :func:`uwe.registry.load_model`)."""
+    spec string for :func:`uwe.bench.registry.load_model`)."""
     if isinstance(model, str):
-        from uwe.registry import load_model
+        from uwe.bench.registry import load_model
 
         model = load_model(model, device=device, batch_size=batch_size)
     return _model_class()(model, name=name)
@@ -175,9 +175,9 @@ def workrb_task(
     dataset: Any, name: str | None = None, group: str | None = None, description: str = ""
 ):
     """A WorkRB ``RankingTask`` over ``dataset`` (anything with ``queries``, ``targets`` and
-    ``positives``, e.g. :class:`uwe.tasks.RankingDataset`); ``group`` defaults to the uwe task
+    ``positives``, e.g. :class:`uwe.data.tasks.RankingDataset`); ``group`` defaults to the uwe task
     group of ``dataset.name`` (else job2skill, which only sets WorkRB's input types/grouping)."""
-    from uwe.tasks import TASKS_BY_NAME
+    from uwe.data.tasks import TASKS_BY_NAME
 
     ds_name = getattr(dataset, "name", "local")
     if group is None:
@@ -197,8 +197,8 @@ def workrb_task(
 def curated_workrb_task(
     name: str, family: str = "heldout", split: str = "test", root: str = "data/curated"
 ):
-    """A curated WorkBench task (:func:`uwe.tasks.load_task`) as a WorkRB task."""
-    from uwe.tasks import load_task
+    """A curated WorkBench task (:func:`uwe.data.tasks.load_task`) as a WorkRB task."""
+    from uwe.data.tasks import load_task
 
     return workrb_task(load_task(name, family=family, split=split, root=root))
 

@@ -1,0 +1,464 @@
+"""UWE training loop (arXiv 2511.07969, Sec. "Training"): one shared encoder, all-pairs scores
+per graph, many-to-many InfoNCE summed over graphs (``uwe.core.losses.MultiGraphInfoNCE``).
+
+One step: every graph of ``cfg.graphs`` contributes a batch (:mod:`uwe.core.batching`); all texts of
+the step are encoded in length-sorted chunks (little padding), each graph's two sides are
+scored all-pairs with ``cfg.scorer`` (in float32, outside autocast: the loss temperatures
+0.02-0.05 magnify bf16 rounding), and the weighted losses are summed. AdamW (no weight decay
+on biases / norms), learning rate linear warm-up over ``warmup * steps`` steps then linear decay
+towards 0, gradient-norm clipping.
+
+Validation (rank 0): MAP on the ``heldout`` val splits of the macro tasks, each capped at
+``val_max_queries`` queries (a subsample fixed by ``VAL_SEED``, identical for every run and
+seed), macro-averaged with ``uwe.data.tasks.macro_average``; every ``eval_every`` steps and at the
+end. The best model by val macro MAP is kept in ``{checkpoint_dir}/best`` and published to
+``out_dir`` at the end.
+
+Checkpoints (``{checkpoint_dir}/last``, rewritten atomically at every validation and when a
+SIGTERM/SIGINT stops the run at a step boundary): ``model.safetensors``, ``trainer_state.pt``
+(optimizer, scheduler, RNG and sampler generator states per rank; read with
+``weights_only=True``), ``checkpoint.json`` and ``log.csv`` (the per-step log up to the
+checkpoint). ``resume=True`` continues from it and ends with the weights, and the log, an
+uninterrupted run would have; the log file itself may be gone (``dvc repro`` deletes a stage's
+outputs before running it). A checkpoint belongs to one run: the same training config (but the
+``RESUME_FREE`` fields), seed and world size, and the same :func:`run_fingerprint` (source of the
+``uwe`` package, torch version, bytes of the graph files), so that a change of code or data
+trains again instead of continuing, or re-publishing, an old run. ``max_minutes`` is a safety
+cap only: a run it stops ends early at a wall-clock-dependent step and is not reproducible step
+for step.
+
+Distributed (``torchrun``, ``WORLD_SIZE > 1``): gloo on CPU / nccl on CUDA, the encoder wrapped
+in DistributedDataParallel, sampler seed ``seed + rank``; token embeddings are all-gathered
+with gradient so each graph's in-batch negatives span the global batch, and the positive mask
+is rebuilt from the full graph for the gathered node ids. Only rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+
+from uwe.config import TrainParams
+from uwe.core.batching import MultiGraphBatcher
+from uwe.core.losses import MultiGraphInfoNCE
+from uwe.core.step import step_scores
+from uwe.infer.model import UWEModel, replace_dir, save
+from uwe.io import make_temp_dir
+from uwe.runtime import seed_everything
+from uwe.train.checkpoint import (
+    CsvLog,
+    _jsonable,
+    rng_state,
+    run_fingerprint,
+    set_rng_state,
+    stop_on_signals,
+)
+from uwe.train.distributed import DistInfo, init_distributed
+from uwe.train.frozen import BottomCache, CachedTopEncoder, cache_texts, freeze_bottom
+from uwe.train.validation import load_val_sets, validate
+
+logger = logging.getLogger(__name__)
+
+# TrainParams fields that may change between a checkpoint and its resumption.
+RESUME_FREE = ("max_minutes", "device", "precision", "out_dir", "checkpoint_dir", "eval_every",
+               "val_max_queries", "frozen_cache_dir")
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+# ----------------------------------------------------------------------------- optimisation
+def linear_schedule(steps: int, warmup: float):
+    """LR multiplier after ``k`` optimizer steps: ``(k+1)/W`` during the ``W = round(warmup *
+    steps)`` warm-up steps, then ``(steps - k) / (steps - W)`` (reaches 0 at ``steps``)."""
+    warm = int(round(warmup * steps))
+
+    def factor(k: int) -> float:
+        if k < warm:
+            return (k + 1) / warm
+        return max(0.0, (steps - k) / max(1, steps - warm))
+
+    return factor
+
+
+def make_optimizer(module: torch.nn.Module, cfg: TrainParams):
+    """AdamW with weight decay on matrices only (not on biases / LayerNorm), + the schedule."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.steps, cfg.warmup))
+    return opt, sched
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+# ----------------------------------------------------------------------------- files
+
+
+# ----------------------------------------------------------------------------- the run
+class Trainer:
+    """State of one training run; use :func:`train`."""
+
+    def __init__(self, cfg: TrainParams, seed: int, data_root: str | Path, out_dir: Path,
+                 ckpt_dir: Path, info: DistInfo, device: torch.device, val_tasks, progress):
+        self.cfg, self.seed, self.info, self.device = cfg, seed, info, device
+        self.data_root, self.out_dir, self.ckpt_dir = data_root, out_dir, ckpt_dir
+        self.progress = progress
+        seed_everything(seed + info.rank)
+        t_init = time.perf_counter()
+        self.cache_info: dict | None = None
+        self.model = UWEModel.from_backbone(cfg.backbone, cfg.scorer, cfg.attention_temperature,
+                                            cfg.max_length, device=str(device))
+        freeze_bottom(self.model.encoder.backbone, cfg.frozen_layers)
+        self.batcher = MultiGraphBatcher.from_root(
+            list(cfg.graphs), data_root,
+            {g: p.batch_size or cfg.batch_size for g, p in cfg.graphs.items()}, seed + info.rank,
+            sentence_pair_prob=cfg.sentence_pair_prob,
+            dedup_right=cfg.loss not in ("one_to_one", "symmetric"),
+            token_length=self.model.encoder.token_lengths, pair_max_tokens=cfg.max_length)
+        self.loss_fn = MultiGraphInfoNCE(cfg.graphs, cfg.loss)
+        self.opt, self.sched = make_optimizer(self.model.encoder, cfg)
+        bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
+        if cfg.precision == "bf16" and not bf16:
+            logger.warning("precision bf16 requested on %s: training in fp32", device)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bf16
+                         else contextlib.nullcontext())
+        self.val_sets = (load_val_sets(data_root, val_tasks, cfg.val_max_queries)
+                         if info.main else [])
+        self.step, self.elapsed, self.best_map, self.best_step = 0, 0.0, -math.inf, None
+        self.history: list[dict] = []
+        self.resumed_from: int | None = None
+        self.last_shapes: dict[str, list[int]] = {}
+        self.last_loss: float | None = None
+        self.encode: torch.nn.Module = self.model.encoder
+        self.top: CachedTopEncoder | None = None
+        self.model_key: str | None = None  # names the untuned model for the mined-pool cache
+        if cfg.frozen_layers:
+            texts = cache_texts(self.batcher, data_root)
+            cache, hit = BottomCache.load_or_build(
+                self.model.encoder, cfg.frozen_layers, texts, dtype=cfg.frozen_cache_dtype,
+                cache_dir=cfg.frozen_cache_dir, progress=progress and info.main)
+            self.cache_info = {"texts": len(cache), "tokens": int(cache.tokens.shape[0]),
+                               "mib": round(cache.nbytes / 2**20, 1), "from_disk": hit,
+                               "seconds": round(time.perf_counter() - t_init, 1)}
+            self.encode = self.top = CachedTopEncoder(self.model.encoder, cfg.frozen_layers, cache)
+            self.model_key = cache.key
+        self.hard_info: dict | None = None
+        if cfg.hard_negatives:
+            self._mine(cfg)
+        self.fingerprint = run_fingerprint(cfg.graphs, data_root)
+        self.log = CsvLog(["step", "loss", *[f"loss_{g}" for g in cfg.graphs], "lr", "seconds",
+                           "val_map"])
+
+    def _mine(self, cfg: TrainParams) -> None:
+        """Hard-negative pools from the model as loaded (untuned), set on the samplers."""
+        from uwe.train.negatives import mine_graphs
+
+        if cfg.loss == "symmetric":
+            raise ValueError("train.hard_negatives needs a loss that accepts extra candidates "
+                             "(not 'symmetric', whose score matrix must be square)")
+        names = list(cfg.hard_negative_graphs or cfg.graphs)
+        unknown = sorted(set(names) - set(self.batcher.samplers))
+        if unknown:
+            raise ValueError(f"train.hard_negative_graphs names graphs not trained: {unknown}")
+        t0 = time.perf_counter()
+        was = self.encode.training
+        self.encode.eval()
+        try:
+            pools = mine_graphs({n: self.batcher.samplers[n] for n in names}, self.encode,
+                                self.token_lengths, cfg.hard_negative_pool,
+                                model_key=self.model_key, cache_dir=cfg.frozen_cache_dir)
+        finally:
+            self.encode.train(was)
+        for name, pool in pools.items():
+            self.batcher.samplers[name].set_hard_negatives(pool, cfg.hard_negatives)
+        self.hard_info = {"graphs": names, "pool": cfg.hard_negative_pool,
+                          "per_left": cfg.hard_negatives,
+                          "seconds": round(time.perf_counter() - t0, 1)}
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def meta(self) -> dict:
+        return {"step": self.step, "seed": self.seed, "world_size": self.info.world,
+                "train": _jsonable(dataclasses.asdict(self.cfg)), "elapsed": self.elapsed,
+                "best_map": None if self.best_step is None else self.best_map,
+                "best_step": self.best_step, "val_history": self.history,
+                "last_loss": self.last_loss, "global_batch": self.last_shapes,
+                "fingerprint": self.fingerprint}
+
+    def save_checkpoint(self) -> None:
+        """Rewrite ``{ckpt}/last`` atomically (all ranks call: sampler/RNG states are gathered)."""
+        local = {"rng": rng_state(self.device), "samplers": self.batcher.state_dict()}
+        ranks: list[Any] = [local]
+        if self.info.world > 1:
+            ranks = [None] * self.info.world
+            dist.all_gather_object(ranks, local)
+        if not self.info.main:
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = make_temp_dir(self.ckpt_dir / "last")
+        try:
+            save_model(self.model.encoder.backbone, str(tmp / "model.safetensors"))
+            torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                        "ranks": ranks}, tmp / "trainer_state.pt")
+            (tmp / "checkpoint.json").write_text(json.dumps(self.meta(), indent=2) + "\n")
+            self.log.save(tmp / "log.csv")
+            replace_dir(tmp, self.ckpt_dir / "last")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def resume(self, strict: bool = True) -> None:
+        """Restore ``{ckpt}/last`` if present. A checkpoint of another run (config, seed, world
+        size or :func:`run_fingerprint` differ, module docstring) raises ValueError when
+        ``strict``, else it is discarded (a warning) and training starts from scratch."""
+        last = self.ckpt_dir / "last"
+        if not (last / "trainer_state.pt").is_file():
+            return
+        try:  # everything is read before anything is restored
+            meta = json.loads((last / "checkpoint.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("checkpoint.json is not a JSON object")
+            state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+            with safe_open(str(last / "model.safetensors"), framework="pt"):
+                pass  # the header and the file's length agree (a truncated file fails here)
+        except Exception as err:  # torch / safetensors raise their own error types
+            why = f"{' '.join(str(err).split())[:200]} ({type(err).__name__})"
+            if not strict:
+                logger.warning("checkpoint %s is unreadable: %s; discarded, training from "
+                               "scratch", last, why)
+                self._discard_checkpoint()
+                return
+            raise ValueError(f"checkpoint {last} is unreadable: {why}; train from scratch "
+                             f"(resume=False, scripts/train.py --no-resume) or delete it") from err
+        new = _jsonable(dataclasses.asdict(self.cfg))
+        diff = [f"train.{k}" for k in sorted(new)
+                if k not in RESUME_FREE and meta["train"].get(k) != new[k]]
+        run = {"seed": self.seed, "world_size": self.info.world}
+        diff += [k for k, v in run.items() if meta[k] != v]
+        old_print = meta.get("fingerprint") or {}
+        diff += [f"{k} ({'changed' if k in old_print else 'unrecorded'})"
+                 for k, v in self.fingerprint.items() if old_print.get(k) != v]
+        if not (last / "log.csv").is_file():
+            diff.append("log.csv (missing)")
+        if diff:
+            if not strict:
+                logger.warning("checkpoint %s belongs to another run (differs in %s): "
+                               "discarded, training from scratch", last, ", ".join(diff))
+                self._discard_checkpoint()
+                return
+            raise ValueError(
+                f"checkpoint {last} was written by another run (it differs in "
+                f"{', '.join(diff)}); train from scratch (resume=False, scripts/train.py "
+                f"--no-resume) or pick another checkpoint_dir")
+        load_model(self.model.encoder.backbone, str(last / "model.safetensors"),
+                   device=str(self.device))
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        mine = state["ranks"][self.info.rank]
+        self.batcher.load_state_dict(mine["samplers"])
+        set_rng_state(mine["rng"], self.device)
+        self.step = self.resumed_from = int(meta["step"])
+        self.elapsed, self.history = float(meta["elapsed"]), list(meta["val_history"])
+        self.best_step = meta["best_step"]
+        self.best_map = -math.inf if meta["best_map"] is None else float(meta["best_map"])
+        self.last_loss, self.last_shapes = meta["last_loss"], dict(meta["global_batch"])
+        self.log.rows = CsvLog.read(last / "log.csv")
+        logger.info("resumed from %s at step %d", last, self.step)
+
+    def _discard_checkpoint(self) -> None:
+        if self.info.main:
+            for sub in ("last", "best"):
+                shutil.rmtree(self.ckpt_dir / sub, ignore_errors=True)
+        if self.info.world > 1:
+            dist.barrier()
+
+    def extra_config(self, val: dict | None) -> dict:
+        cfg = self.cfg
+        return {"train": _jsonable(dataclasses.asdict(cfg)), "seed": self.seed,
+                "step": self.step, "world_size": self.info.world,
+                "graphs": {g: {k: v for k, v in dataclasses.asdict(p).items() if v is not None}
+                           for g, p in cfg.graphs.items()},
+                # relative to the model folder, so the config names no machine's paths
+                "data": {"root": os.path.relpath(self.data_root, self.out_dir),
+                         "graph_edges": self.batcher.edge_counts()},
+                "val": val}
+
+    # -- steps -------------------------------------------------------------------------------
+    @property
+    def token_lengths(self):
+        return (self.top or self.model.encoder).token_lengths
+
+    def train_step(self) -> tuple[float, dict[str, float], float]:
+        """One optimizer step; returns (loss, per-graph losses, lr used)."""
+        batches = self.batcher.sample()
+        lr = float(self.opt.param_groups[0]["lr"])
+        scored = step_scores(self.encode, self.model, self.batcher, batches, self.info,
+                             self.autocast, token_lengths=self.token_lengths,
+                             chunk=self.cfg.encode_chunk)
+        loss, parts = self.loss_fn(scored)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step + 1} "
+                                     f"(per graph: {parts})")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.encoder.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.last_shapes = {n: list(s.shape) for n, (s, _) in scored.items()}
+        self.last_loss = float(loss.detach())
+        return self.last_loss, parts, lr
+
+    def validate(self) -> float | None:
+        """Rank 0: val macro MAP, history, best model to ``{ckpt}/best``. None without val."""
+        if not self.val_sets:
+            return None
+        t0 = time.perf_counter()
+        macro, per_task = validate(self.model, self.val_sets)
+        self.history.append({"step": self.step, "val_map": macro, "tasks": per_task})
+        logger.info("step %d: val macro MAP %.2f (%.0f s) %s", self.step, 100 * macro,
+                    time.perf_counter() - t0, {k: round(100 * v, 2) for k, v in per_task.items()})
+        if macro > self.best_map:
+            self.best_map, self.best_step = macro, self.step
+            save(self.model, self.ckpt_dir / "best",
+                 self.extra_config({"macro_map": macro, "tasks": per_task,
+                                    "max_queries": self.cfg.val_max_queries}))
+        return macro
+
+    def publish(self) -> None:
+        """Rank 0: the best model (or the last one without validation) -> ``out_dir``."""
+        best = self.ckpt_dir / "best"
+        if self.best_step is not None and best.is_dir():
+            tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(best, tmp)
+            replace_dir(tmp, self.out_dir)
+        else:
+            save(self.model, self.out_dir, self.extra_config(None))
+        logger.info("model written to %s (best step %s)", self.out_dir, self.best_step)
+
+    # -- loop --------------------------------------------------------------------------------
+    def should_stop(self, flag: dict, start: float) -> str | None:
+        """"signal" / "max_minutes" / None, agreed across ranks."""
+        late = (self.cfg.max_minutes is not None
+                and self.elapsed_since(start) > 60 * self.cfg.max_minutes)
+        codes = torch.tensor([float(flag["signal"] is not None), float(late)], device=self.device)
+        if self.info.world > 1:
+            dist.all_reduce(codes, op=dist.ReduceOp.MAX)
+        return "signal" if codes[0] > 0 else "max_minutes" if codes[1] > 0 else None
+
+    def elapsed_since(self, start: float) -> float:
+        return self._base_elapsed + time.perf_counter() - start
+
+    def run(self, log_path: str | Path | None) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg, main = self.cfg, self.info.main
+        self.log.open(log_path if main else None)
+        if self.info.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # no buffer broadcast: BERT-like buffers are constants, and ranks may run different
+            # numbers of forwards per step (encode_sides chunks a rank's own texts)
+            self.encode = DistributedDataParallel(self.top or self.model.encoder,
+                                                  device_ids=ids, broadcast_buffers=False)
+        self.model.encoder.train()
+        self._base_elapsed, start = self.elapsed, time.perf_counter()
+        stopped, due = None, False
+        with stop_on_signals() as flag, tqdm(total=cfg.steps, initial=self.step, desc="train",
+                                             disable=not (self.progress and main)) as bar:
+            while self.step < cfg.steps:
+                loss, parts, lr = self.train_step()
+                self.step += 1
+                due = self.step == cfg.steps or bool(cfg.eval_every
+                                                     and self.step % cfg.eval_every == 0)
+                val = self.validate() if due else None
+                self.elapsed = self.elapsed_since(start)
+                self.log.append({"step": self.step, "loss": loss, "lr": lr, "val_map": val,
+                                 "seconds": round(self.elapsed, 3),
+                                 **{f"loss_{g}": v for g, v in parts.items()}})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if main and not self.progress and self.step % 25 == 0:
+                    logger.info("step %d/%d loss %.4f (%.0f s)", self.step, cfg.steps, loss,
+                                self.elapsed)
+                if due:
+                    self.save_checkpoint()
+                stopped = self.should_stop(flag, start)
+                if stopped:
+                    break
+        if stopped is not None and not due:
+            if stopped == "max_minutes":
+                self.validate()
+            self.save_checkpoint()
+        if stopped != "signal" and main:
+            self.publish()
+        return self.summary(stopped)
+
+    def summary(self, stopped: str | None) -> dict:
+        return {"steps_done": self.step, "steps": self.cfg.steps, "best_step": self.best_step,
+                "best_val_map": None if self.best_step is None else self.best_map,
+                "seconds": round(self.elapsed, 2), "graph_edges": self.batcher.edge_counts(),
+                "stopped": stopped, "resumed_from": self.resumed_from,
+                "val_history": self.history, "global_batch": self.last_shapes,
+                "last_loss": self.last_loss, "frozen_cache": self.cache_info,
+                "hard_negatives": self.hard_info,
+                "world_size": self.info.world, "rank": self.info.rank,
+                "out_dir": str(self.out_dir) if stopped != "signal" and self.info.main else None}
+
+
+def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated",
+          out_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
+          log_path: str | Path | None = None, resume: bool | str = True, progress: bool = True,
+          val_tasks: list[str] | None = None) -> dict:
+    """Train UWE (module docstring) and return a summary: ``steps_done``, ``best_step``,
+    ``best_val_map``, ``seconds``, ``graph_edges``, ``stopped`` (None / "max_minutes" /
+    "signal"), ``resumed_from``, ``val_history``, ``global_batch`` (last step's loss-matrix
+    shape per graph), ``out_dir``.
+
+    ``out_dir`` / ``checkpoint_dir`` default to ``cfg.out_dir`` / ``cfg.checkpoint_dir``;
+    ``log_path`` (CSV, one row per step) is optional; ``val_tasks`` defaults to every macro task
+    with a heldout val split under ``data_root``; ``resume=False`` discards an old checkpoint,
+    ``True`` continues it (ValueError if it belongs to another config), ``"auto"`` continues a
+    matching one and discards any other (what a pipeline stage re-run after a change needs).
+    """
+    from uwe.pretrained import resolve_device
+
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
+    if not cfg.graphs:
+        raise ValueError("train.graphs is empty: nothing to train on")
+    if cfg.steps < 1:
+        raise ValueError(f"train.steps must be >= 1, got {cfg.steps}")
+    out = Path(out_dir if out_dir is not None else cfg.out_dir)
+    ckpt = Path(checkpoint_dir if checkpoint_dir is not None else cfg.checkpoint_dir)
+    info, device = init_distributed(resolve_device(cfg.device))
+    try:
+        if not resume and info.main:
+            for sub in ("last", "best"):
+                shutil.rmtree(ckpt / sub, ignore_errors=True)
+        if info.world > 1:
+            dist.barrier()
+        trainer = Trainer(cfg, seed, data_root, out, ckpt, info, device, val_tasks, progress)
+        if resume:
+            trainer.resume(strict=resume is True)
+        return trainer.run(log_path)
+    finally:
+        if info.created:
+            dist.destroy_process_group()
