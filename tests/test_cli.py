@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from uwe import cli
+from uwe import cli, runtime
 from uwe.bench.evaluation import evaluate
 from uwe.data.curation import write_dataset
 from uwe.data.tasks import RankingDataset
@@ -296,7 +296,7 @@ HEAVY = ("torch", "transformers", "pandas", "pyarrow", "scipy", "sentence_transf
 
 
 def test_numpy_engine_matches_the_torch_model(uwe_dir):
-    from uwe.infer.index_cache import index_arrays
+    from uwe.infer.index_arrays import index_arrays
     from uwe.infer.numpy_engine import NumpyIndex, NumpyUWE, unsupported_reason
 
     assert unsupported_reason(uwe_dir) is None
@@ -480,19 +480,19 @@ def test_cli_copies_stay_in_sync():
 
 
 def test_threads(monkeypatch):
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)
     for load_avg, expected in ((0.2, 4), (1.6, 2), (3.9, 1), (9.0, 1)):
-        monkeypatch.setattr(cli.os, "getloadavg", lambda v=load_avg: (v, v, v))
-        assert cli.default_threads() == expected
+        monkeypatch.setattr(runtime.os, "getloadavg", lambda v=load_avg: (v, v, v))
+        assert runtime.default_threads() == expected
     parser = cli.build_parser()
     monkeypatch.setenv("UWE_THREADS", "3")
     args = parser.parse_args(["rank", "--model", "bm25", "--targets", "t.txt", "x"])
-    cli.configure_threads(args)
+    runtime.configure_threads(args)
     assert args.threads == 3
     args = parser.parse_args(["--threads", "2", "info", "m"])
-    cli.configure_threads(args)
+    runtime.configure_threads(args)
     assert args.threads == 2
     monkeypatch.delenv("UWE_THREADS")
     args = parser.parse_args(["info", "m"])
-    cli.configure_threads(args)
+    runtime.configure_threads(args)
     assert args.threads == 1  # load 9 on 4 CPUs

@@ -85,10 +85,10 @@ def read_log(path: Path) -> list[dict]:
 
 
 def test_linear_schedule_warms_up_then_decays_to_zero():
-    f = training.linear_schedule(10, 0.2)
+    f = step.linear_schedule(10, 0.2)
     assert [f(k) for k in range(4)] == [0.5, 1.0, 1.0, 0.875]
     assert f(9) == pytest.approx(0.125) and f(10) == 0.0
-    assert training.linear_schedule(5, 0.0)(0) == 1.0
+    assert step.linear_schedule(5, 0.0)(0) == 1.0
 
 
 def test_a_step_gives_finite_gradients_and_the_loss_goes_down(setup, tmp_path):

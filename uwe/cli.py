@@ -47,6 +47,7 @@ from uwe.infer.ranker import (
     resolve_targets,
     top_k,
 )
+from uwe.runtime import configure_logging, configure_threads
 
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
@@ -382,61 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_info)
     return parser
-
-
-def configure_logging(level: int) -> None:
-    """One stderr handler on the root logger at ``level`` (libraries such as bm25s set their
-    own loggers to DEBUG, so the level is put on the handler); idempotent across calls."""
-    root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_uwe_cli", False)), None)
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler._uwe_cli = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    handler.setLevel(level)
-    root.setLevel(min(root.level or logging.WARNING, level))
-
-
-def default_threads() -> int:
-    """CPU threads for torch when neither ``--threads`` nor ``$UWE_THREADS`` says: the cores
-    that the 1-minute load average leaves free, at least 1. Oversubscribed threads wait for
-    each other: beside a 2-thread training run on 2 cores, building job2skill's index took 5x
-    longer with 2 torch threads than with 1."""
-    cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not available on this platform
-        return cpus
-    return max(1, min(cpus, cpus - int(busy + 0.5)))
-
-
-def configure_threads(args: argparse.Namespace) -> None:
-    """``args.threads`` = ``--threads``, else ``$UWE_THREADS``, else :func:`default_threads`
-    (torch applies it when the model is loaded: importing torch here would cost seconds on the
-    NumPy path). NumPy's BLAS reads its thread count when NumPy is first imported, so it is set
-    here, before that: to ``--threads`` / ``$UWE_THREADS`` when given, else (unless
-    ``OPENBLAS_NUM_THREADS`` is set) to 1 for ``rank``, whose per-bucket products are too small
-    to gain from threads (measured: 300 queries beside a training run took 10 s with 1 BLAS
-    thread and 190 s with 2), and to the torch count for the other commands."""
-    explicit = args.threads
-    env = os.environ.get("UWE_THREADS", "").strip()
-    if not explicit and env:
-        try:
-            explicit = int(env)
-        except ValueError:
-            explicit = 0
-        if explicit < 1:
-            raise CLIError(f"UWE_THREADS must be a whole number >= 1, got {env!r}")
-    args.threads = explicit or default_threads()
-    if "numpy" in sys.modules:  # imported by the caller: too late to set BLAS threads
-        return
-    if explicit:
-        os.environ["OPENBLAS_NUM_THREADS"] = str(explicit)
-    else:
-        os.environ.setdefault(
-            "OPENBLAS_NUM_THREADS", "1" if args.command == "rank" else str(args.threads)
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

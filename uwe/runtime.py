@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import random
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from uwe.config import Params, load_params
+from uwe.errors import CLIError
+
+if TYPE_CHECKING:  # imported when setup() runs: the CLI imports this module on its fast path
+    from uwe.config import Params
 
 
 def setup(
@@ -28,6 +33,8 @@ def setup(
     root = Path(root).resolve()
     params_path = Path(params_file)
     params_path = params_path if params_path.is_absolute() else root / params_path
+    from uwe.config import load_params
+
     params = load_params(params_path, profile=profile)
     logging.basicConfig(
         level=logging.INFO,
@@ -82,9 +89,10 @@ def uwe_imports(source: str) -> set[str]:
 
 def import_closure(source: str) -> list[Path]:
     """Files of the ``uwe`` modules ``source`` imports, directly or through other modules,
-    sorted (``uwe/__init__.py`` left out: a docstring, ``__version__`` and the public API,
-    imported lazily). What a stage's DVC deps and a training checkpoint's code fingerprint
-    cover."""
+    sorted, the packages' ``__init__.py`` left out (docstrings; ``uwe/__init__.py`` also
+    ``__version__`` and the public API, imported lazily: ``tests/test_pipeline_contract.py``
+    checks that none imports a module). What a stage's DVC deps and a training checkpoint's
+    code fingerprint cover."""
     root = PACKAGE.parent
     seen: set[Path] = set()
     todo = list(uwe_imports(source))
@@ -95,4 +103,59 @@ def import_closure(source: str) -> list[Path]:
         if path is not None and path not in seen:
             seen.add(path)
             todo += uwe_imports(path.read_text(encoding="utf-8"))
-    return sorted(seen - {PACKAGE / "__init__.py"})
+    return sorted(p for p in seen if p.name != "__init__.py")
+
+
+def configure_logging(level: int) -> None:
+    """One stderr handler on the root logger at ``level`` (libraries such as bm25s set their
+    own loggers to DEBUG, so the level is put on the handler); idempotent across calls."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_uwe_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._uwe_cli = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    handler.setLevel(level)
+    root.setLevel(min(root.level or logging.WARNING, level))
+
+
+def default_threads() -> int:
+    """CPU threads for torch when neither ``--threads`` nor ``$UWE_THREADS`` says: the cores
+    that the 1-minute load average leaves free, at least 1. Oversubscribed threads wait for
+    each other: beside a 2-thread training run on 2 cores, building job2skill's index took 5x
+    longer with 2 torch threads than with 1."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return cpus
+    return max(1, min(cpus, cpus - int(busy + 0.5)))
+
+
+def configure_threads(args: argparse.Namespace) -> None:
+    """``args.threads`` = ``--threads``, else ``$UWE_THREADS``, else :func:`default_threads`
+    (torch applies it when the model is loaded: importing torch here would cost seconds on the
+    NumPy path). NumPy's BLAS reads its thread count when NumPy is first imported, so it is set
+    here, before that: to ``--threads`` / ``$UWE_THREADS`` when given, else (unless
+    ``OPENBLAS_NUM_THREADS`` is set) to 1 for ``rank``, whose per-bucket products are too small
+    to gain from threads (measured: 300 queries beside a training run took 10 s with 1 BLAS
+    thread and 190 s with 2), and to the torch count for the other commands."""
+    explicit = args.threads
+    env = os.environ.get("UWE_THREADS", "").strip()
+    if not explicit and env:
+        try:
+            explicit = int(env)
+        except ValueError:
+            explicit = 0
+        if explicit < 1:
+            raise CLIError(f"UWE_THREADS must be a whole number >= 1, got {env!r}")
+    args.threads = explicit or default_threads()
+    if "numpy" in sys.modules:  # imported by the caller: too late to set BLAS threads
+        return
+    if explicit:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(explicit)
+    else:
+        os.environ.setdefault(
+            "OPENBLAS_NUM_THREADS", "1" if args.command == "rank" else str(args.threads)
+        )

@@ -8,7 +8,8 @@ sides are scored all-pairs with the model's scorer (:mod:`uwe.core.scoring`) in 
 loss. Across processes, token embeddings are all-gathered with their gradient
 (:func:`gather_tokens`), so that each graph's in-batch negatives span the global batch, and the
 positive mask is rebuilt from the full graph for the gathered node ids
-(:func:`global_batches`).
+(:func:`global_batches`). The update: AdamW without weight decay on biases and norms, a
+linear warm-up then linear decay (:func:`make_optimizer`, :func:`linear_schedule`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from uwe.config import TrainParams
 from uwe.core.batching import GraphBatch, MultiGraphBatcher
 
 if TYPE_CHECKING:  # annotations only
@@ -134,3 +136,26 @@ def step_scores(encode, model: UWEModel, batcher: MultiGraphBatcher,
                                         attention_temperature=model.attention_temperature)
         out[name] = (scores, mask.to(scores.device))  # (B_l, B_r) each
     return out
+
+
+def linear_schedule(steps: int, warmup: float):
+    """LR multiplier after ``k`` optimizer steps: ``(k+1)/W`` during the ``W = round(warmup *
+    steps)`` warm-up steps, then ``(steps - k) / (steps - W)`` (reaches 0 at ``steps``)."""
+    warm = int(round(warmup * steps))
+
+    def factor(k: int) -> float:
+        if k < warm:
+            return (k + 1) / warm
+        return max(0.0, (steps - k) / max(1, steps - warm))
+
+    return factor
+
+
+def make_optimizer(module: torch.nn.Module, cfg: TrainParams):
+    """AdamW with weight decay on matrices only (not on biases / LayerNorm), + the schedule."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.steps, cfg.warmup))
+    return opt, sched

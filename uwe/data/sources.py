@@ -2,11 +2,8 @@
 
 Every reader takes the path of one raw file (as laid out by the fetch stage under ``raw_dir``,
 see :data:`RAW_FILES`) and returns a pandas DataFrame with stripped string columns and
-normalised column names. Malformed input raises ValueError naming the file (and the member
-inside a zip) and the row / column: a missing member, sheet or column, an empty or unparsable
-required cell, a label or URI in a relation file that resolves to no known entity, or an
-empty result. Row numbers in messages: ``data row N`` = N-th record after the header (CSV);
-``row N`` = the spreadsheet row (xlsx, header = row 1).
+normalised column names, through the checked format readers of :mod:`uwe.data.readers`: bad
+input is a ValueError naming the file, member, row and column.
 
 Nothing here decides what a task is: that is :mod:`uwe.data.curation`.
 """
@@ -14,14 +11,22 @@ Nothing here decides what a task is: that is :mod:`uwe.data.curation`.
 from __future__ import annotations
 
 import ast
-import warnings
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from uwe.data.tasks import normalize_text
+from uwe.data.readers import (
+    LabelIndex,
+    check_not_empty,
+    location,
+    read_csv_file,
+    read_xlsx_sheet,
+    read_zip_csv,
+    require_nonempty,
+    resolve_labels,
+    split_alt_labels,
+)
 
 #: Raw files, relative to ``raw_dir`` (the mirror's / fetch stage's layout).
 RAW_FILES: dict[str, str] = {
@@ -67,200 +72,6 @@ def raw_path(raw_dir: str | Path, key: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _where(path: str | Path, member: str | None = None) -> str:
-    return f"{path}" + (f" (member {member!r})" if member else "")
-
-
-def _check_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; columns: {list(df.columns)}")
-
-
-def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"raw file not found: {path} (run the fetch stage)")
-
-
-def read_zip_csv(path: str | Path, member: str, columns: Sequence[str],
-                 optional: Sequence[str] = ()) -> pd.DataFrame:
-    """One CSV member of a zip, all cells as stripped strings ('' for empty); ``optional``
-    columns are read when present and '' otherwise."""
-    path = Path(path)
-    _check_file(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path}: not a zip file ({exc})") from exc
-    with zf:
-        if member not in zf.namelist():
-            raise ValueError(f"{path}: no member {member!r}; members: {sorted(zf.namelist())}")
-        with zf.open(member) as fh:
-            df = pd.read_csv(fh, dtype=str, keep_default_na=False)
-    where = _where(path, member)
-    _check_columns(df, columns, where)
-    for col in optional:
-        if col not in df.columns:
-            df[col] = ""
-    return df[[*columns, *optional]].apply(lambda s: s.str.strip())
-
-
-def read_csv_file(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A CSV file, the named columns as stripped strings ('' for empty)."""
-    path = Path(path)
-    _check_file(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    _check_columns(df, columns, str(path))
-    return df[list(columns)].apply(lambda s: s.str.strip())
-
-
-def _cell_str(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def read_xlsx_sheet(path: str | Path, columns: Sequence[str], sheet: str | None = None,
-                    numeric: Sequence[str] = ()) -> pd.DataFrame:
-    """The named columns of one sheet (default: the first) of an xlsx file.
-
-    Header = first row. Text columns become stripped strings ('' for empty); ``numeric``
-    columns become floats (ValueError naming the row on a non-number).
-    """
-    import openpyxl  # heavy import, only needed here
-
-    path = Path(path)
-    _check_file(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Workbook contains no default style"
-        try:
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # zipfile / xml errors from a corrupt file
-            raise ValueError(f"{path}: cannot open as xlsx ({exc})") from exc
-    try:
-        if sheet is None:
-            ws = wb.worksheets[0]
-        elif sheet in wb.sheetnames:
-            ws = wb[sheet]
-        else:
-            raise ValueError(f"{path}: no sheet {sheet!r}; sheets: {wb.sheetnames}")
-        where = f"{path} (sheet {ws.title!r})"
-        rows = ws.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise ValueError(f"{where}: empty sheet")
-        names = [_cell_str(h) for h in header]
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise ValueError(f"{where}: missing column(s) {missing}; columns: "
-                             f"{[n for n in names if n]}")
-        idx = [names.index(c) for c in columns]
-        data: list[tuple] = []
-        excel_rows: list[int] = []
-        for r, row in enumerate(rows, start=2):
-            if row is None or all(v is None for v in row):
-                continue
-            data.append(tuple(row[i] if i < len(row) else None for i in idx))
-            excel_rows.append(r)
-    finally:
-        wb.close()
-    out: dict[str, list] = {}
-    for k, col in enumerate(columns):
-        raw = [row[k] for row in data]
-        if col in numeric:
-            vals = []
-            for r, v in zip(excel_rows, raw, strict=True):
-                try:
-                    vals.append(float(v))
-                except (TypeError, ValueError):
-                    raise ValueError(f"{where}: row {r}, column {col!r}: not a number: {v!r}"
-                                     ) from None
-            out[col] = vals
-        else:
-            out[col] = [_cell_str(v) for v in raw]
-    return pd.DataFrame(out, index=excel_rows, columns=list(columns))
-
-
-def _require_nonempty(df: pd.DataFrame, columns: Iterable[str], where: str,
-                      row_label: str = "data row") -> None:
-    for col in columns:
-        bad = df.index[df[col] == ""]
-        if len(bad):
-            raise ValueError(f"{where}: {row_label} {_row(bad[0], row_label)}, column {col!r}: "
-                             f"empty value")
-
-
-def _row(label: object, row_label: str) -> int:
-    # CSV frames keep a RangeIndex (0-based record number); xlsx frames are indexed by sheet row.
-    return int(label) + 1 if row_label == "data row" else int(label)
-
-
-def _check_not_empty(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    if len(df) == 0:
-        raise ValueError(f"{where}: no usable rows (empty result)")
-    return df
-
-
-def _resolve(values: pd.Series, known: Mapping[str, str] | set[str] | frozenset[str], where: str,
-             column: str, row_label: str = "data row") -> list[str]:
-    """Map every value to a known entity; ValueError naming the first unresolvable row."""
-    out = []
-    for label, v in values.items():
-        got = (v if v in known else None) if isinstance(known, (set, frozenset)) else known.get(v)
-        if got is None:
-            raise ValueError(f"{where}: {row_label} {_row(label, row_label)}, "
-                             f"column {column!r}: {v!r} resolves to no known entity")
-        out.append(got)
-    return out
-
-
-class LabelIndex(Mapping[str, str]):
-    """Resolve a label to the canonical label of a vocabulary: exact match first, then the
-    normalised form (casefold + collapsed whitespace) when it is unambiguous."""
-
-    def __init__(self, labels: Iterable[str]):
-        self._exact: dict[str, str] = {}
-        norm: dict[str, str | None] = {}
-        for lab in labels:
-            self._exact[lab] = lab
-            key = normalize_text(lab)
-            norm[key] = lab if key not in norm or norm[key] == lab else None
-        self._norm = norm
-
-    def get(self, label: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        label = label.strip()
-        if label in self._exact:
-            return label
-        got = self._norm.get(normalize_text(label))
-        return got if got is not None else default
-
-    def __getitem__(self, label: str) -> str:
-        got = self.get(label)
-        if got is None:
-            raise KeyError(label)
-        return got
-
-    def __contains__(self, label: object) -> bool:
-        return isinstance(label, str) and self.get(label) is not None
-
-    def __iter__(self):
-        return iter(self._exact)
-
-    def __len__(self) -> int:
-        return len(self._exact)
-
-
-def _split_alt_labels(text: str) -> list[str]:
-    out: list[str] = []
-    for part in text.split("\n"):
-        part = part.strip()
-        if part and part not in out:
-            out.append(part)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # ESCO
 # --------------------------------------------------------------------------------------------
@@ -269,39 +80,39 @@ def _split_alt_labels(text: str) -> list[str]:
 def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.DataFrame:
     """ESCO skills: ``uri, label, alt_labels (list[str], file order), skill_type, description``
     (description '' where the file has none)."""
-    where = _where(zip_path, member)
+    where = location(zip_path, member)
     df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "skillType"],
                       optional=["description"])
-    _require_nonempty(df, ["conceptUri", "preferredLabel"], where)
+    require_nonempty(df, ["conceptUri", "preferredLabel"], where)
     dup = df.index[df["conceptUri"].duplicated()]
     if len(dup):
         raise ValueError(f"{where}: data row {dup[0] + 1}, column 'conceptUri': duplicate URI "
                          f"{df.at[dup[0], 'conceptUri']!r}")
     out = pd.DataFrame({
         "uri": df["conceptUri"], "label": df["preferredLabel"],
-        "alt_labels": [_split_alt_labels(a) for a in df["altLabels"]],
+        "alt_labels": [split_alt_labels(a) for a in df["altLabels"]],
         "skill_type": df["skillType"], "description": df["description"],
     })
-    return _check_not_empty(out, where)
+    return check_not_empty(out, where)
 
 
 def read_esco_occupations(zip_path: str | Path, member: str = ESCO_OCCUPATIONS) -> pd.DataFrame:
     """ESCO occupations: ``uri, label, alt_labels (list[str]), isco_group, description``
     (description '' where the file has none)."""
-    where = _where(zip_path, member)
+    where = location(zip_path, member)
     df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "iscoGroup"],
                       optional=["description"])
-    _require_nonempty(df, ["conceptUri", "preferredLabel"], where)
+    require_nonempty(df, ["conceptUri", "preferredLabel"], where)
     dup = df.index[df["conceptUri"].duplicated()]
     if len(dup):
         raise ValueError(f"{where}: data row {dup[0] + 1}, column 'conceptUri': duplicate URI "
                          f"{df.at[dup[0], 'conceptUri']!r}")
     out = pd.DataFrame({
         "uri": df["conceptUri"], "label": df["preferredLabel"],
-        "alt_labels": [_split_alt_labels(a) for a in df["altLabels"]],
+        "alt_labels": [split_alt_labels(a) for a in df["altLabels"]],
         "isco_group": df["iscoGroup"], "description": df["description"],
     })
-    return _check_not_empty(out, where)
+    return check_not_empty(out, where)
 
 
 def read_esco_occupation_skill_relations(zip_path: str | Path, occupation_uris: Iterable[str],
@@ -309,30 +120,30 @@ def read_esco_occupation_skill_relations(zip_path: str | Path, occupation_uris: 
                                          member: str = ESCO_120_OCC_SKILL) -> pd.DataFrame:
     """Occupation-skill relations: ``occupation_uri, skill_uri, relation_type`` (every URI must
     resolve to a known occupation / skill; relationType must be essential or optional)."""
-    where = _where(zip_path, member)
+    where = location(zip_path, member)
     df = read_zip_csv(zip_path, member, ["occupationUri", "relationType", "skillUri"])
-    _require_nonempty(df, ["occupationUri", "relationType", "skillUri"], where)
-    _resolve(df["occupationUri"], set(occupation_uris), where, "occupationUri")
-    _resolve(df["skillUri"], set(skill_uris), where, "skillUri")
-    _resolve(df["relationType"], {"essential", "optional"}, where, "relationType")
+    require_nonempty(df, ["occupationUri", "relationType", "skillUri"], where)
+    resolve_labels(df["occupationUri"], set(occupation_uris), where, "occupationUri")
+    resolve_labels(df["skillUri"], set(skill_uris), where, "skillUri")
+    resolve_labels(df["relationType"], {"essential", "optional"}, where, "relationType")
     out = pd.DataFrame({"occupation_uri": df["occupationUri"], "skill_uri": df["skillUri"],
                         "relation_type": df["relationType"]})
-    return _check_not_empty(out, where)
+    return check_not_empty(out, where)
 
 
 def read_esco_skill_skill_relations(zip_path: str | Path, skill_uris: Iterable[str],
                                     member: str = ESCO_120_SKILL_SKILL) -> pd.DataFrame:
     """Skill-skill relations: ``skill_uri`` (originalSkillUri), ``related_uri``,
     ``relation_type``."""
-    where = _where(zip_path, member)
+    where = location(zip_path, member)
     df = read_zip_csv(zip_path, member, ["originalSkillUri", "relationType", "relatedSkillUri"])
-    _require_nonempty(df, ["originalSkillUri", "relatedSkillUri"], where)
+    require_nonempty(df, ["originalSkillUri", "relatedSkillUri"], where)
     known = set(skill_uris)
-    _resolve(df["originalSkillUri"], known, where, "originalSkillUri")
-    _resolve(df["relatedSkillUri"], known, where, "relatedSkillUri")
+    resolve_labels(df["originalSkillUri"], known, where, "originalSkillUri")
+    resolve_labels(df["relatedSkillUri"], known, where, "relatedSkillUri")
     out = pd.DataFrame({"skill_uri": df["originalSkillUri"], "related_uri": df["relatedSkillUri"],
                         "relation_type": df["relationType"]})
-    return _check_not_empty(out, where)
+    return check_not_empty(out, where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +162,7 @@ def read_jobbert_titles(path: str | Path, occupation_uris: Iterable[str],
     """
     where = str(path)
     df = read_csv_file(path, ["vacancyTitle", "conceptUri"])
-    _require_nonempty(df, ["vacancyTitle", "conceptUri"], where)
+    require_nonempty(df, ["vacancyTitle", "conceptUri"], where)
     known = set(occupation_uris)
     ok = df["conceptUri"].isin(known)
     bad = df.index[~ok]
@@ -364,7 +175,7 @@ def read_jobbert_titles(path: str | Path, occupation_uris: Iterable[str],
                          f"{df.at[bad[0], 'conceptUri']!r})")
     out = pd.DataFrame({"title": df.loc[ok, "vacancyTitle"],
                         "occupation_uri": df.loc[ok, "conceptUri"]}).reset_index(drop=True)
-    return _check_not_empty(out, where), info
+    return check_not_empty(out, where), info
 
 
 def read_decorte_annotations(path: str | Path, skill_labels: LabelIndex) -> tuple[pd.DataFrame,
@@ -377,14 +188,14 @@ def read_decorte_annotations(path: str | Path, skill_labels: LabelIndex) -> tupl
     """
     where = str(path)
     df = read_csv_file(path, ["sentence", "label"])
-    _require_nonempty(df, ["sentence", "label"], where)
+    require_nonempty(df, ["sentence", "label"], where)
     keep = ~df["label"].isin(DECORTE_NON_LABELS)
     lab = df.loc[keep]
-    resolved = _resolve(lab["label"], skill_labels, where, "label")
+    resolved = resolve_labels(lab["label"], skill_labels, where, "label")
     info = {"n_rows_raw": int(len(df)), "n_sentences_raw": int(df["sentence"].nunique()),
             "n_rows_non_label": int((~keep).sum())}
     out = pd.DataFrame({"sentence": lab["sentence"].tolist(), "label": resolved})
-    return _check_not_empty(out, where), info
+    return check_not_empty(out, where), info
 
 
 def read_skillskape(path: str | Path, skill_labels: LabelIndex) -> tuple[pd.DataFrame, dict]:
@@ -392,7 +203,7 @@ def read_skillskape(path: str | Path, skill_labels: LabelIndex) -> tuple[pd.Data
     sentences with >= 1 skill; the ``skills`` cell is a Python-list string ('UNK' = no skill)."""
     where = str(path)
     df = read_csv_file(path, ["sentence", "skills"])
-    _require_nonempty(df, ["sentence", "skills"], where)
+    require_nonempty(df, ["sentence", "skills"], where)
     sentences: list[str] = []
     labels: list[list[str]] = []
     for i, (sent, cell) in enumerate(zip(df["sentence"], df["skills"], strict=True)):
@@ -420,7 +231,7 @@ def read_skillskape(path: str | Path, skill_labels: LabelIndex) -> tuple[pd.Data
             labels.append(row)
     info = {"n_rows_raw": int(len(df)), "n_rows_without_skill": int(len(df) - len(sentences))}
     out = pd.DataFrame({"sentence": sentences, "labels": labels})
-    return _check_not_empty(out, where), info
+    return check_not_empty(out, where), info
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,12 +243,12 @@ def read_onet_occupations(path: str | Path) -> pd.DataFrame:
     """O*NET Occupation Data: ``code, title``."""
     df = read_xlsx_sheet(path, ["O*NET-SOC Code", "Title"])
     where = f"{path}"
-    _require_nonempty(df, ["O*NET-SOC Code", "Title"], where, "row")
+    require_nonempty(df, ["O*NET-SOC Code", "Title"], where, "row")
     dup = df.index[df["O*NET-SOC Code"].duplicated()]
     if len(dup):
         raise ValueError(f"{where}: row {dup[0]}, column 'O*NET-SOC Code': duplicate code")
     out = pd.DataFrame({"code": df["O*NET-SOC Code"], "title": df["Title"]})
-    return _check_not_empty(out.reset_index(drop=True), where)
+    return check_not_empty(out.reset_index(drop=True), where)
 
 
 def read_onet_ratings(path: str | Path, occupation_codes: Iterable[str]) -> pd.DataFrame:
@@ -447,16 +258,16 @@ def read_onet_ratings(path: str | Path, occupation_codes: Iterable[str]) -> pd.D
             "Recommend Suppress", "Not Relevant"]
     df = read_xlsx_sheet(path, cols, numeric=["Data Value"])
     where = f"{path}"
-    _require_nonempty(df, ["O*NET-SOC Code", "Element ID", "Element Name", "Scale ID"], where,
+    require_nonempty(df, ["O*NET-SOC Code", "Element ID", "Element Name", "Scale ID"], where,
                       "row")
-    _resolve(df["O*NET-SOC Code"], set(occupation_codes), where, "O*NET-SOC Code", "row")
+    resolve_labels(df["O*NET-SOC Code"], set(occupation_codes), where, "O*NET-SOC Code", "row")
     out = pd.DataFrame({
         "code": df["O*NET-SOC Code"], "element_id": df["Element ID"],
         "element_name": df["Element Name"], "scale_id": df["Scale ID"],
         "value": df["Data Value"], "recommend_suppress": df["Recommend Suppress"],
         "not_relevant": df["Not Relevant"],
     })
-    return _check_not_empty(out.reset_index(drop=True), where)
+    return check_not_empty(out.reset_index(drop=True), where)
 
 
 def read_onet_technology_skills(path: str | Path, occupation_codes: Iterable[str]) -> pd.DataFrame:
@@ -464,14 +275,14 @@ def read_onet_technology_skills(path: str | Path, occupation_codes: Iterable[str
     cols = ["O*NET-SOC Code", "Example", "Commodity Title", "Hot Technology", "In Demand"]
     df = read_xlsx_sheet(path, cols)
     where = f"{path}"
-    _require_nonempty(df, ["O*NET-SOC Code", "Example"], where, "row")
-    _resolve(df["O*NET-SOC Code"], set(occupation_codes), where, "O*NET-SOC Code", "row")
+    require_nonempty(df, ["O*NET-SOC Code", "Example"], where, "row")
+    resolve_labels(df["O*NET-SOC Code"], set(occupation_codes), where, "O*NET-SOC Code", "row")
     out = pd.DataFrame({
         "code": df["O*NET-SOC Code"], "example": df["Example"],
         "commodity_title": df["Commodity Title"], "hot_technology": df["Hot Technology"],
         "in_demand": df["In Demand"],
     })
-    return _check_not_empty(out.reset_index(drop=True), where)
+    return check_not_empty(out.reset_index(drop=True), where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,9 +295,9 @@ def read_skillsfuture_unique_skills(path: str | Path,
     """SkillsFuture unique skills list: ``title, skill_type`` (file order, duplicates kept)."""
     df = read_xlsx_sheet(path, ["skill_title", "skill_type"], sheet=sheet)
     where = f"{path} (sheet {sheet!r})"
-    _require_nonempty(df, ["skill_title"], where, "row")
+    require_nonempty(df, ["skill_title"], where, "row")
     out = pd.DataFrame({"title": df["skill_title"], "skill_type": df["skill_type"]})
-    return _check_not_empty(out.reset_index(drop=True), where)
+    return check_not_empty(out.reset_index(drop=True), where)
 
 
 def read_skillsfuture_tsc_mapping(path: str | Path, unique_titles: LabelIndex,
@@ -495,8 +306,8 @@ def read_skillsfuture_tsc_mapping(path: str | Path, unique_titles: LabelIndex,
     ``sector``. Every skill_2k_title must resolve to the unique skills list."""
     df = read_xlsx_sheet(path, ["sector_title", "skill_11k_title", "skill_2k_title"], sheet=sheet)
     where = f"{path} (sheet {sheet!r})"
-    _require_nonempty(df, ["skill_11k_title", "skill_2k_title"], where, "row")
-    resolved = _resolve(df["skill_2k_title"], unique_titles, where, "skill_2k_title", "row")
+    require_nonempty(df, ["skill_11k_title", "skill_2k_title"], where, "row")
+    resolved = resolve_labels(df["skill_2k_title"], unique_titles, where, "skill_2k_title", "row")
     out = pd.DataFrame({"tsc_title": df["skill_11k_title"].tolist(), "unique_title": resolved,
                         "sector": df["sector_title"].tolist()})
-    return _check_not_empty(out, where)
+    return check_not_empty(out, where)

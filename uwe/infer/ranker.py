@@ -276,12 +276,8 @@ def rank_fast(
     """:func:`top_k` of the NumPy or ONNX engine against the cached index. On a miss the
     index is built (ONNX engine: by it; NumPy: by torch) and saved; with ``--no-cache`` built
     and not saved."""
-    from uwe.infer.index_cache import (
-        IndexCache,
-        index_arrays,
-        model_fingerprint,
-        numpy_index_arrays,
-    )
+    from uwe.infer.index_arrays import index_arrays, numpy_index_arrays
+    from uwe.infer.index_cache import IndexCache, model_fingerprint
     from uwe.infer.numpy_engine import NumpyIndex, NumpyUWE
 
     if engine_name == "onnx":

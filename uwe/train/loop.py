@@ -54,7 +54,7 @@ from safetensors.torch import load_model, save_model
 from uwe.config import TrainParams
 from uwe.core.batching import MultiGraphBatcher
 from uwe.core.losses import MultiGraphInfoNCE
-from uwe.core.step import step_scores
+from uwe.core.step import make_optimizer, step_scores
 from uwe.infer.model import UWEModel, replace_dir, save
 from uwe.io import make_temp_dir
 from uwe.runtime import seed_everything
@@ -81,27 +81,6 @@ RESUME_FREE = ("max_minutes", "device", "precision", "out_dir", "checkpoint_dir"
 
 
 # ----------------------------------------------------------------------------- optimisation
-def linear_schedule(steps: int, warmup: float):
-    """LR multiplier after ``k`` optimizer steps: ``(k+1)/W`` during the ``W = round(warmup *
-    steps)`` warm-up steps, then ``(steps - k) / (steps - W)`` (reaches 0 at ``steps``)."""
-    warm = int(round(warmup * steps))
-
-    def factor(k: int) -> float:
-        if k < warm:
-            return (k + 1) / warm
-        return max(0.0, (steps - k) / max(1, steps - warm))
-
-    return factor
-
-
-def make_optimizer(module: torch.nn.Module, cfg: TrainParams):
-    """AdamW with weight decay on matrices only (not on biases / LayerNorm), + the schedule."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.steps, cfg.warmup))
-    return opt, sched
 
 
 # ----------------------------------------------------------------------------- validation
