@@ -1,5 +1,18 @@
 """What a training run writes and checks besides the weights: the per-step CSV log, the
 checkpoint's code-and-data fingerprint, RNG states, and stopping at a step boundary on a signal.
+
+Checkpoints (``{checkpoint_dir}/last``, rewritten atomically at every validation and when a
+SIGTERM/SIGINT stops the run at a step boundary): ``model.safetensors``, ``trainer_state.pt``
+(optimizer, scheduler, RNG and sampler generator states per rank; read with
+``weights_only=True``), ``checkpoint.json`` and ``log.csv`` (the per-step log up to the
+checkpoint). ``resume=True`` continues from it and ends with the weights, and the log, an
+uninterrupted run would have; the log file itself may be gone (``dvc repro`` deletes a stage's
+outputs before running it). A checkpoint belongs to one run: the same training config (but the
+``RESUME_FREE`` fields), seed and world size, and the same :func:`run_fingerprint` (source of the
+``uwe`` package, torch version, bytes of the graph files), so that a change of code or data
+trains again instead of continuing, or re-publishing, an old run. ``max_minutes`` is a safety
+cap only: a run it stops ends early at a wall-clock-dependent step and is not reproducible step
+for step.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Joining a ``torchrun`` process group (``WORLD_SIZE > 1``): gloo on CPU, nccl on CUDA."""
+"""Joining a ``torchrun`` process group (``WORLD_SIZE > 1``): gloo on CPU, nccl on CUDA.
+
+Distributed (``torchrun``, ``WORLD_SIZE > 1``): gloo on CPU / nccl on CUDA, the encoder wrapped
+in DistributedDataParallel, sampler seed ``seed + rank``; token embeddings are all-gathered
+with gradient so each graph's in-batch negatives span the global batch, and the positive mask
+is rebuilt from the full graph for the gathered node ids (the gathering:
+:mod:`uwe.core.step`). Only rank 0 validates and writes.
+"""
 
 from __future__ import annotations
 

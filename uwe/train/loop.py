@@ -1,12 +1,10 @@
 """UWE training loop (arXiv 2511.07969, Sec. "Training"): one shared encoder, all-pairs scores
 per graph, many-to-many InfoNCE summed over graphs (``uwe.core.losses.MultiGraphInfoNCE``).
 
-One step: every graph of ``cfg.graphs`` contributes a batch (:mod:`uwe.core.batching`); all texts of
-the step are encoded in length-sorted chunks (little padding), each graph's two sides are
-scored all-pairs with ``cfg.scorer`` (in float32, outside autocast: the loss temperatures
-0.02-0.05 magnify bf16 rounding), and the weighted losses are summed. AdamW (no weight decay
-on biases / norms), learning rate linear warm-up over ``warmup * steps`` steps then linear decay
-towards 0, gradient-norm clipping.
+One step (:mod:`uwe.core.step`): every graph contributes a batch, all texts of the step are
+encoded together, each graph's sides are scored all-pairs in float32 and the weighted losses are
+summed; AdamW (no weight decay on biases / norms), linear warm-up then linear decay, gradient-
+norm clipping.
 
 Validation (rank 0): MAP on the ``heldout`` val splits of the macro tasks, each capped at
 ``val_max_queries`` queries (a subsample fixed by ``VAL_SEED``, identical for every run and
@@ -14,23 +12,8 @@ seed), macro-averaged with ``uwe.data.tasks.macro_average``; every ``eval_every`
 end. The best model by val macro MAP is kept in ``{checkpoint_dir}/best`` and published to
 ``out_dir`` at the end.
 
-Checkpoints (``{checkpoint_dir}/last``, rewritten atomically at every validation and when a
-SIGTERM/SIGINT stops the run at a step boundary): ``model.safetensors``, ``trainer_state.pt``
-(optimizer, scheduler, RNG and sampler generator states per rank; read with
-``weights_only=True``), ``checkpoint.json`` and ``log.csv`` (the per-step log up to the
-checkpoint). ``resume=True`` continues from it and ends with the weights, and the log, an
-uninterrupted run would have; the log file itself may be gone (``dvc repro`` deletes a stage's
-outputs before running it). A checkpoint belongs to one run: the same training config (but the
-``RESUME_FREE`` fields), seed and world size, and the same :func:`run_fingerprint` (source of the
-``uwe`` package, torch version, bytes of the graph files), so that a change of code or data
-trains again instead of continuing, or re-publishing, an old run. ``max_minutes`` is a safety
-cap only: a run it stops ends early at a wall-clock-dependent step and is not reproducible step
-for step.
-
-Distributed (``torchrun``, ``WORLD_SIZE > 1``): gloo on CPU / nccl on CUDA, the encoder wrapped
-in DistributedDataParallel, sampler seed ``seed + rank``; token embeddings are all-gathered
-with gradient so each graph's in-batch negatives span the global batch, and the positive mask
-is rebuilt from the full graph for the gathered node ids. Only rank 0 validates and writes.
+Checkpoints (``{checkpoint_dir}/last``; resuming, the run fingerprint):
+:mod:`uwe.train.checkpoint`. Distributed runs (``torchrun``): :mod:`uwe.train.distributed`.
 """
 
 from __future__ import annotations
