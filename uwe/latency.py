@@ -125,8 +125,8 @@ def index_mb(index: Any) -> float | None:
     if hasattr(index, "nbytes"):
         return int(index.nbytes) / 2**20
     buckets = getattr(index, "buckets", None)
-    if not isinstance(buckets, list) or not all(
-            isinstance(a, np.ndarray) for b in buckets for a in b):
+    if not isinstance(buckets, list) or not all(  # torch buckets are Bucket objects
+            isinstance(b, tuple) and all(isinstance(a, np.ndarray) for a in b) for b in buckets):
         return None
     pooled = getattr(index, "_pooled", None)
     extra = pooled[0].nbytes if pooled is not None else 0
