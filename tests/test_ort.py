@@ -84,12 +84,15 @@ def test_sentence_embeddings_equal_sentence_transformers():
 def test_scores_equal_the_uwe_model(tiny_backbone, scorer):
     torch.set_num_threads(1)
     ref_model = UWEModel.from_backbone(tiny_backbone, scorer, device="cpu", max_length=32)
-    fast = ort.OrtModel(tiny_backbone, scorer, max_length=32, threads=1)
+    fast = ort.OrtModel(tiny_backbone, scorer, max_length=32, threads=1, target_layout="float32")
     ref = ref_model.score_index(TEXTS, ref_model.index_targets(TARGETS))
     got = fast.score_index(TEXTS, fast.index_targets(TARGETS))
     assert got.shape == (len(TEXTS), len(TARGETS)) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=2e-5)
     np.testing.assert_allclose(fast.score(TEXTS[:2], TARGETS), ref[:2], atol=2e-5)
+    default = ort.OrtModel(tiny_backbone, scorer, max_length=32, threads=1)  # float16 tokens
+    assert default.target_layout == ort.DEFAULT_LAYOUT == "float16"
+    np.testing.assert_allclose(default.score(TEXTS, TARGETS), ref, atol=3e-3)
 
 
 def test_the_export_is_cached_and_a_damaged_graph_is_exported_again(tiny_backbone, monkeypatch,
@@ -139,20 +142,25 @@ def test_rank_with_the_onnx_engine_equals_torch(tiny_backbone, tmp_path, scorer,
     targets.write_text("\n".join(TARGETS) + "\n", encoding="utf-8")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
-    def rank(engine):
+    def rank(engine, *layout):
         argv = ["rank", "--model", str(folder), "--engine", engine, "--targets", str(targets),
-                "--format", "json", "--top-k", "4", *TEXTS[:3]]
+                "--format", "json", "--top-k", "4", *layout, *TEXTS[:3]]
         rc = cli.main(argv)
         out, err = capsys.readouterr()
         assert rc == 0, err
         return json.loads(out)
 
-    fast, again, slow = rank("onnx"), rank("onnx"), rank("torch")  # miss, hit, torch
+    exact = ("--target-layout", "float32")
+    fast, again, slow = rank("onnx", *exact), rank("onnx", *exact), rank("torch")  # miss, hit
     assert fast == again
     for a, b in zip(fast, slow, strict=True):
         assert [r["target"] for r in a["results"]] == [r["target"] for r in b["results"]]
         np.testing.assert_allclose([r["score"] for r in a["results"]],
                                    [r["score"] for r in b["results"]], atol=1e-5)
+    for a, b in zip(rank("onnx"), slow, strict=True):  # the default layout: float16 tokens
+        top = {r["target"]: r["score"] for r in b["results"]}
+        assert all(abs(r["score"] - top[r["target"]]) < 3e-3 for r in a["results"]
+                   if r["target"] in top)
     assert cli.main(["rank", "--model", "bm25", "--engine", "onnx", "--targets", str(targets),
                      "x"]) == 2
     assert "--engine onnx needs a UWE model folder" in capsys.readouterr().err
@@ -172,7 +180,7 @@ def test_quantize_rows_round_trips_within_half_a_step():
 @pytest.mark.parametrize("layout,atol", [("fused32", 2e-5), ("float16", 3e-3), ("int8", 2e-2)])
 def test_compact_layouts_score_like_the_float32_path(tiny_backbone, layout, atol):
     pytest.importorskip("numba")
-    exact = ort.OrtModel(tiny_backbone, "sli", max_length=32, threads=1)
+    exact = ort.OrtModel(tiny_backbone, "sli", max_length=32, threads=1, target_layout="float32")
     compact = ort.OrtModel(tiny_backbone, "sli", max_length=32, threads=1, target_layout=layout)
     index = compact.index_targets(TARGETS)
     assert isinstance(index, ort.CompactIndex) and len(index) == len(TARGETS)
@@ -211,5 +219,4 @@ def test_float16_bits_are_widened_exactly():
 
 def test_the_cli_offers_the_engine_layouts():
     assert cli.LAYOUTS == ort.LAYOUTS and cli.DEFAULT_LAYOUT == ort.DEFAULT_LAYOUT
-    with pytest.raises(SystemExit):
-        cli.main(["rank", "--target-layout", "bfloat16", "x"])
+    assert cli.main(["rank", "--target-layout", "bfloat16", "x"]) == 2
