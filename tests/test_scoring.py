@@ -216,7 +216,7 @@ def test_every_numpy_sli_path_equals_the_reference(path, tau):
     """The NumPy-side SLI of the fast engines (uwe.infer.numpy_engine.sli_dense, the fused
     Numba kernel, uwe.infer.kernels.sli_compact on each stored layout) against the reference
     formula, core.scoring.sli_scores; float16 / int8 round the stored target tokens, so their
-    bound is looser (measured: ~1e-3 / ~1e-2 on these norms)."""
+    bound is looser (measured: up to ~1e-3 / ~4e-2, the largest at tau 0.02)."""
     from uwe.infer import kernels
     from uwe.infer.numpy_engine import sli_dense as np_sli_dense
 
@@ -239,7 +239,7 @@ def test_every_numpy_sli_path_equals_the_reference(path, tau):
                          "int8": kernels.quantize_rows(tn)}[layout]
         got = kernels.sli_compact(qn / q_norm[..., None], q_norm / np.float32(tau), tokens,
                                   scale, t_norm)
-    atol = {"compact float16": 5e-3, "compact int8": 3e-2}.get(path, 1e-5)
+    atol = {"compact float16": 5e-3, "compact int8": 6e-2}.get(path, 1e-5)
     torch.testing.assert_close(torch.from_numpy(np.asarray(got)), ref, atol=atol, rtol=1e-5)
 
 
@@ -302,7 +302,7 @@ def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
 def test_sli_dense_blocks_leave_numpy_blas_threads_as_they_were():
     from threadpoolctl import threadpool_info
 
-    from uwe.core.scoring import sli_dense_blocks, unit_and_norm
+    from uwe.infer.dense import sli_dense_blocks, unit_and_norm
     from uwe.infer.kernels import available
 
     if not available():

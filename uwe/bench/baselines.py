@@ -131,6 +131,8 @@ class TfidfCharBaseline(_Scorer):
         return TfidfIndex(vectorizer=vec, matrix=matrix)
 
     def score_index(self, queries: list[str], index: TfidfIndex) -> np.ndarray:
+        if not queries:  # scikit-learn refuses to transform an empty list
+            return np.zeros((0, index.matrix.shape[0]), dtype=np.float32)
         q = index.vectorizer.transform(list(queries)).astype(np.float32)  # (n_q, F)
         return np.asarray((q @ index.matrix.T).toarray(), dtype=np.float32)  # (n_q, n_t)
 

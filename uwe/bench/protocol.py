@@ -9,7 +9,8 @@ ANN wrapper (:class:`uwe.infer.ann.TwoStageModel`) and the fast engines
 * ``index = index_targets(targets)``: whatever the model needs to score against ``targets``
   (a matrix, token buckets, a fitted vocabulary), built once per target space;
 * ``score_index(queries, index) -> (n_q, n_t) float32``: ``scores[i, j]`` is query ``i``
-  against target ``j``, higher is better;
+  against target ``j``, higher is better; ``-inf`` marks a target the model did not score (a
+  two-stage model's non-candidates; the metrics rank it last), NaN and ``+inf`` never occur;
 * ``score(queries, targets)`` = ``score_index(queries, index_targets(targets))``.
 
 :func:`check_ranker` runs the same checks on any object, in the spirit of scikit-learn's
@@ -44,7 +45,7 @@ def check_ranker(model: Any, queries: Sequence[str], targets: Sequence[str],
     """Assert that ``model`` keeps the :class:`Ranker` contract on these texts (at least two
     queries and three targets, all distinct); AssertionError naming the broken check.
 
-    Checks: the protocol's methods; scores ``(n_q, n_t)`` float32 and finite; ``score`` equals
+    Checks: the protocol's methods; scores ``(n_q, n_t)`` float32, no NaN or +inf; ``score`` equals
     ``score_index`` on a fresh index; the same call twice gives the same scores; a query scored
     alone equals its row in a batch; reversing the targets reverses the columns; no queries
     give a ``(0, n_t)`` array."""
@@ -62,8 +63,8 @@ def check_ranker(model: Any, queries: Sequence[str], targets: Sequence[str],
     if scores.shape != (len(queries), len(targets)) or scores.dtype != np.float32:
         raise _fail(model, "shape", f"{scores.shape} {scores.dtype}, expected "
                     f"({len(queries)}, {len(targets)}) float32")
-    if not np.isfinite(scores).all():
-        raise _fail(model, "finite", "scores contain NaN or inf")
+    if np.isnan(scores).any() or np.isposinf(scores).any():
+        raise _fail(model, "finite", "scores contain NaN or +inf")
     checks = {
         "score = score_index(index_targets)": np.asarray(model.score(queries, targets)),
         "deterministic": np.asarray(model.score_index(queries, index)),
@@ -74,7 +75,7 @@ def check_ranker(model: Any, queries: Sequence[str], targets: Sequence[str],
     }
     for check, got in checks.items():
         if got.shape != scores.shape or not np.allclose(got, scores, atol=atol, rtol=0):
-            diff = (float(np.abs(got - scores).max()) if got.shape == scores.shape
+            diff = (float(np.nanmax(np.abs(got - scores))) if got.shape == scores.shape
                     else f"shape {got.shape}")
             raise _fail(model, check, f"differs from score_index by {diff}")
     empty = np.asarray(model.score_index([], index))

@@ -241,6 +241,8 @@ class TwoStageIndex:
         queries = list(queries)
         n = min(self.n_candidates, len(self))
         out = np.full((len(queries), len(self)), -np.inf, dtype=np.float32)
+        if not queries:  # the tokenizer refuses an empty batch
+            return out
         for rows, ids, scores in self._ranked(queries, n):
             valid = ids >= 0
             r = np.broadcast_to(np.asarray(rows)[:, None], ids.shape)
