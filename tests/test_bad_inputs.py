@@ -19,7 +19,7 @@ import torch
 
 from uwe import cli
 from uwe.data.curation import write_dataset
-from uwe.data.tasks import RankingDataset
+from uwe.data.dataset import RankingDataset
 from uwe.infer.model import UWEModel, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]

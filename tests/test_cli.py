@@ -14,7 +14,7 @@ import torch
 from uwe import cli, runtime
 from uwe.bench.evaluation import evaluate
 from uwe.data.curation import write_dataset
-from uwe.data.tasks import RankingDataset
+from uwe.data.dataset import RankingDataset
 from uwe.infer.index_cache import FORMAT_VERSION
 from uwe.infer.model import UWEModel, load, save
 

@@ -18,7 +18,8 @@ from uwe.bench.evaluation import (
     write_results,
 )
 from uwe.bench.metrics import mean_ci, ranking_metrics, ranking_metrics_per_query
-from uwe.data.tasks import TASK_GROUPS, RankingDataset, macro_average
+from uwe.data.dataset import RankingDataset
+from uwe.data.tasks import TASK_GROUPS, macro_average
 
 SKILLS = [
     "python",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uwe.bench.evaluation import evaluate_dataset
-from uwe.data.tasks import RankingDataset
+from uwe.data.dataset import RankingDataset
 from uwe.infer.model import UWEModel
 
 QUERIES = [

@@ -11,7 +11,7 @@ an ImportError that says what to install.
   classification ranks texts against the label texts the same way. WorkRB's input types
   (job title, skill name, ...) are ignored: UWE is one task-agnostic encoder.
 * :func:`workrb_task` / :func:`curated_workrb_task` -> a WorkRB ``RankingTask`` built from local
-  data (a :class:`uwe.data.tasks.RankingDataset`, e.g. a curated WorkBench task), so
+  data (a :class:`uwe.data.dataset.RankingDataset`, e.g. a curated WorkBench task), so
   ``workrb.evaluate(model, [task], output_folder=...)`` scores it with WorkRB's own metrics.
   WorkRB's own tasks (``workrb.tasks.ESCOJob2SkillRanking(split="test", languages=["en"])``,
   ...) work as well wherever their data can be downloaded.
@@ -175,8 +175,9 @@ def workrb_task(
     dataset: Any, name: str | None = None, group: str | None = None, description: str = ""
 ):
     """A WorkRB ``RankingTask`` over ``dataset`` (anything with ``queries``, ``targets`` and
-    ``positives``, e.g. :class:`uwe.data.tasks.RankingDataset`); ``group`` defaults to the uwe task
-    group of ``dataset.name`` (else job2skill, which only sets WorkRB's input types/grouping)."""
+    ``positives``, e.g. :class:`uwe.data.dataset.RankingDataset`); ``group`` defaults to the uwe
+    task group of ``dataset.name`` (else job2skill, which only sets WorkRB's input types and
+    grouping)."""
     from uwe.data.tasks import TASKS_BY_NAME
 
     ds_name = getattr(dataset, "name", "local")

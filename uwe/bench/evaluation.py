@@ -179,7 +179,7 @@ def evaluate_dataset(
     index_cache: TargetIndexes | None = None,
     memo: QueryMemo | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on one :class:`uwe.data.tasks.RankingDataset` (see module doc).
+    """Metrics of ``model`` on one :class:`uwe.data.dataset.RankingDataset` (see module doc).
 
     With a ``memo``, queries already scored against the same target space (same positives)
     are taken from it and only the others are scored.

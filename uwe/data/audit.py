@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from uwe.data import tasks as task_lib
-from uwe.data.tasks import GRAPHS, RankingDataset, normalize_text
+from uwe.data.dataset import RankingDataset
+from uwe.data.tasks import GRAPHS, normalize_text
 
 #: task -> (held-out side checked, graphs the texts are checked against; None = all graphs)
 _SIDE: dict[str, tuple[str, tuple[str, ...] | None]] = {

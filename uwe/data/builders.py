@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 
 from uwe.data import audit as audit_lib
 from uwe.data import sources as src
-from uwe.data.tasks import RankingDataset, normalize_text
+from uwe.data.dataset import RankingDataset
+from uwe.data.tasks import normalize_text
 
 logger = logging.getLogger(__name__)
 

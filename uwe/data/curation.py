@@ -82,8 +82,9 @@ import pyarrow.parquet as pq
 from uwe.data import audit as audit_lib
 from uwe.data import sources as src
 from uwe.data.builders import SKILL_SIM_FULL_SPLIT, GraphBuilders, TaskBuilders
+from uwe.data.dataset import RankingDataset
 from uwe.data.splits import cap_dataset, check_fractions, split_entities
-from uwe.data.tasks import GRAPHS, RankingDataset
+from uwe.data.tasks import GRAPHS
 from uwe.io import file_sha256, make_temp_dir
 
 logger = logging.getLogger(__name__)

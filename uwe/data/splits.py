@@ -13,7 +13,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
-from uwe.data.tasks import RankingDataset
+from uwe.data.dataset import RankingDataset
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 
