@@ -276,6 +276,17 @@ def _task_args(p: argparse.ArgumentParser, targets_file: bool = True) -> None:
     p.add_argument("--root", default="data/curated", help="curated data folder")
 
 
+def _layout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target-layout",
+        choices=LAYOUTS,
+        default=DEFAULT_LAYOUT,
+        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
+        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
+        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="uwe",
@@ -321,14 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Runtime: UWE folders with the sli, mean or sli_mean_target scorer), torch, or auto "
         "(numpy, else onnx where it can run and --device is auto or cpu, else torch)",
     )
-    p.add_argument(
-        "--target-layout",
-        choices=LAYOUTS,
-        default=DEFAULT_LAYOUT,
-        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
-        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
-        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
-    )
+    _layout_arg(p)
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: stdin)")
     p.set_defaults(func=cmd_rank)
 
@@ -361,14 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch (the pipeline's numbers) or onnx: the encoder in ONNX Runtime (uwe.infer.ort; "
         "UWE folders and mean-pooling embedders, on the CPU)",
     )
-    p.add_argument(
-        "--target-layout",
-        choices=LAYOUTS,
-        default=DEFAULT_LAYOUT,
-        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
-        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
-        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
-    )
+    _layout_arg(p)
     p.add_argument("--no-cache", action="store_true", help="do not use the index cache")
     p.add_argument("--out", metavar="FILE", help="write the results JSON here")
     p.set_defaults(func=cmd_evaluate)

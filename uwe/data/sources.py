@@ -77,11 +77,12 @@ def raw_path(raw_dir: str | Path, key: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.DataFrame:
-    """ESCO skills: ``uri, label, alt_labels (list[str], file order), skill_type, description``
-    (description '' where the file has none)."""
+def _read_esco_concepts(zip_path: str | Path, member: str, extra: str, name: str) -> pd.DataFrame:
+    """An ESCO concept table (skills or occupations): ``uri, label, alt_labels (list[str], file
+    order), <name> (the file's column ``extra``), description`` ('' where the file has none);
+    URIs unique."""
     where = location(zip_path, member)
-    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "skillType"],
+    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", extra],
                       optional=["description"])
     require_nonempty(df, ["conceptUri", "preferredLabel"], where)
     dup = df.index[df["conceptUri"].duplicated()]
@@ -91,28 +92,21 @@ def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.Data
     out = pd.DataFrame({
         "uri": df["conceptUri"], "label": df["preferredLabel"],
         "alt_labels": [split_alt_labels(a) for a in df["altLabels"]],
-        "skill_type": df["skillType"], "description": df["description"],
+        name: df[extra], "description": df["description"],
     })
     return check_not_empty(out, where)
+
+
+def read_esco_skills(zip_path: str | Path, member: str = ESCO_SKILLS) -> pd.DataFrame:
+    """ESCO skills: ``uri, label, alt_labels (list[str], file order), skill_type, description``
+    (description '' where the file has none)."""
+    return _read_esco_concepts(zip_path, member, "skillType", "skill_type")
 
 
 def read_esco_occupations(zip_path: str | Path, member: str = ESCO_OCCUPATIONS) -> pd.DataFrame:
     """ESCO occupations: ``uri, label, alt_labels (list[str]), isco_group, description``
     (description '' where the file has none)."""
-    where = location(zip_path, member)
-    df = read_zip_csv(zip_path, member, ["conceptUri", "preferredLabel", "altLabels", "iscoGroup"],
-                      optional=["description"])
-    require_nonempty(df, ["conceptUri", "preferredLabel"], where)
-    dup = df.index[df["conceptUri"].duplicated()]
-    if len(dup):
-        raise ValueError(f"{where}: data row {dup[0] + 1}, column 'conceptUri': duplicate URI "
-                         f"{df.at[dup[0], 'conceptUri']!r}")
-    out = pd.DataFrame({
-        "uri": df["conceptUri"], "label": df["preferredLabel"],
-        "alt_labels": [split_alt_labels(a) for a in df["altLabels"]],
-        "isco_group": df["iscoGroup"], "description": df["description"],
-    })
-    return check_not_empty(out, where)
+    return _read_esco_concepts(zip_path, member, "iscoGroup", "isco_group")
 
 
 def read_esco_occupation_skill_relations(zip_path: str | Path, occupation_uris: Iterable[str],
