@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -245,10 +246,13 @@ def test_run_fingerprint_covers_code_torch_and_each_graph(setup):
     assert fp["graph sj"] != fp["graph ss"] and len(fp["code"]) == 64
 
 
-def test_max_minutes_stops_early_and_still_publishes(setup, tmp_path):
+def test_max_minutes_stops_early_and_still_publishes(setup, tmp_path, caplog):
     backbone, root = setup
-    summary = run(tiny_cfg(backbone, steps=50, max_minutes=1e-6), root, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="uwe.train.loop"):
+        summary = run(tiny_cfg(backbone, steps=50, max_minutes=1e-6), root, tmp_path)
     assert summary["stopped"] == "max_minutes" and summary["steps_done"] == 1
+    # loud: the step a wall-clock cap stops at depends on the machine's speed
+    assert "stopped the run at step 1 of 50" in caplog.text
     assert summary["best_step"] == 1 and (tmp_path / "model" / "uwe_config.json").is_file()
 
 

@@ -367,6 +367,10 @@ class Trainer:
                     break
         if stopped is not None and not due:
             if stopped == "max_minutes":
+                logger.warning("max_minutes=%s stopped the run at step %d of %d: its model and "
+                               "metrics depend on this machine's speed (raise the cap or set it "
+                               "to null for a reproducible run)", cfg.max_minutes, self.step,
+                               cfg.steps)
                 self.validate()
             self.save_checkpoint()
         if stopped != "signal" and main:
