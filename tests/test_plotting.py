@@ -92,3 +92,13 @@ def test_zeroshot_bars(tmp_path):
 def test_training_curve(tmp_path):
     log = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "val_map": [None, None, 0.3]})
     _saved(plotting.training_curve(log), tmp_path, "curve")
+
+
+def test_saving_the_same_figure_twice_gives_the_same_bytes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1, 3, 2])
+    first = [p.read_bytes() for p in plotting.save_figure(fig, tmp_path / "a" / "f")]
+    second = [p.read_bytes() for p in plotting.save_figure(fig, tmp_path / "b" / "f")]
+    assert first == second

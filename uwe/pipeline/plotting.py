@@ -19,12 +19,13 @@ def _plt():
 
 
 def save_figure(fig, stem: str | Path) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` (200 dpi) and ``<stem>.pdf``; return the paths."""
+    """Save ``fig`` as ``<stem>.png`` (200 dpi) and ``<stem>.pdf``; return the paths. The PDF
+    carries no creation date, so the same figure gives the same bytes (no spurious diffs)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     fig.savefig(paths[0], dpi=200, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     return paths
 
 
