@@ -1,6 +1,6 @@
 """Compare the metric files of two checkouts, timings set aside.
 
-    python scripts/compare_metrics.py OLD/metrics NEW/metrics [--only LIST]
+    python scripts/compare_metrics.py OLD/metrics NEW/metrics [--only LIST] [--tol X]
 
 Every JSON and CSV file under OLD is flattened to ``path -> value``. Fields whose names are
 timings (``seconds``, ``*_ms``, throughput, ...) or any value of ``latency.json`` are skipped.
@@ -9,8 +9,8 @@ a file of paths (relative to the metrics folder or starting with ``metrics/``) t
 the files a run rewrote. ``--tol`` counts apart the differences above it (float rounding across
 CPU types moves an untrained model's MAP by ~1e-6). Run-state fields (``from_disk``: whether a
 cache was read or built) are skipped with the timings. Used to check that a refactor leaves every
-metric unchanged; the last line sums up, and the exit status is 1 when a difference exceeds
-``--tol`` (or any, without it) or a file is missing.
+metric unchanged; the last line sums up, and the exit status is 1 when a numeric difference
+exceeds ``--tol`` (or any, without it), a text differs (a verdict, a name) or a file is missing.
 """
 
 from __future__ import annotations
@@ -96,15 +96,16 @@ def main() -> int:
     worst, above, texts, missing = 0.0, 0, 0, 0
     for path in paths:
         rel = path.relative_to(args.old)
-        if not (args.new / rel).is_file():
-            print(f"{rel}: missing in {args.new}")
+        absent = [str(d) for d in (args.old, args.new) if not (d / rel).is_file()]
+        if absent:
+            print(f"{rel}: missing in {' and '.join(absent)}")
             missing += 1
             continue
         w, a, t = compare(path, args.new / rel, rel, args.tol)
         worst, above, texts = max(worst, w), above + a, texts + t
     print(f"{len(paths)} files: largest numeric difference {worst:.3g}, {above} above "
           f"{args.tol:g}, {texts} text differences, {missing} missing")
-    return int(above > 0 or missing > 0)
+    return int(above > 0 or texts > 0 or missing > 0)
 
 
 if __name__ == "__main__":

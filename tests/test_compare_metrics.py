@@ -51,3 +51,21 @@ def test_a_missing_file_fails(tmp_path, capsys, monkeypatch):
     new.mkdir()
     code, out = _run(capsys, monkeypatch, str(old), str(new))
     assert code == 1 and "missing in" in out
+
+
+def test_a_text_difference_fails(tmp_path, capsys, monkeypatch):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, verdict in ((old, "holds"), (new, "does not hold")):
+        folder.mkdir()
+        (folder / "claims.json").write_text(json.dumps({"claims": [{"verdict": verdict}]}))
+    code, out = _run(capsys, monkeypatch, str(old), str(new))
+    assert code == 1 and "1 text differences" in out
+
+
+def test_a_listed_file_missing_on_the_old_side_is_named(tmp_path, capsys, monkeypatch):
+    old = _write(tmp_path / "old", 0.4, 10.0, False)
+    new = _write(tmp_path / "new", 0.4, 10.0, False)
+    listing = tmp_path / "only.txt"
+    listing.write_text("metrics/workbench/m.json\nmetrics/nope.json\n")
+    code, out = _run(capsys, monkeypatch, str(old), str(new), "--only", str(listing))
+    assert code == 1 and f"nope.json: missing in {old} and {new}" in out
