@@ -1,6 +1,8 @@
 """Benchmark UWE training steps on this machine: seconds per step, pairs / s, tokens / s, peak
 memory, for the step as configured in params.yaml (``train``, profile applied) and for each
-option of the frozen-bottom path (``train.frozen_layers``, batch size, chunk size, threads).
+option of the frozen-bottom path (``train.frozen_layers``, batch size, chunk size, threads)
+and of the arithmetic (``train.precision``: fp32, bf16 autocast, auto). The first line printed
+names the CPU and the instruction-set features that decide bf16's speed (``uwe.precision``).
 
 Every option runs in its own process (so its peak RSS is its own) with validation off: the
 trainer is built (the frozen-bottom cache read from ``$UWE_CACHE_DIR/frozen`` or built and
@@ -11,6 +13,7 @@ positives the loss sees), ``tokens`` = the real (unpadded) tokens the encoder's 
 part runs over in the step.
 
     python scripts/bench_train.py                       # the default option set
+    python scripts/bench_train.py --grid --steps 3 --warmup 1   # K 0-3 x fp32 / bf16
     python scripts/bench_train.py --only configured,k3_b128 --steps 5
     python scripts/bench_train.py --option 'mine:frozen_layers=3,batch_size=192'
 
@@ -44,6 +47,12 @@ OPTIONS = {
     "k4_b128": {"frozen_layers": 4, "batch_size": 128},
     "k2_b128": {"frozen_layers": 2, "batch_size": 128},
 }
+DEFAULT = list(OPTIONS)  # what a bare run times
+# the precision grid (train.precision): K frozen layers x fp32 / bf16 at batch 128
+for _k in range(4):
+    for _p in ("fp32", "bf16"):
+        OPTIONS[f"k{_k}_{_p}"] = {"frozen_layers": _k, "batch_size": 128, "precision": _p}
+GRID = [f"k{k}_{p}" for k in (3, 2, 1, 0) for p in ("fp32", "bf16")]
 
 
 def parse_value(v: str):
@@ -95,7 +104,7 @@ def run_one(args, changes: dict) -> dict:
             "tokens_per_s": round(statistics.median(tokens) / med, 0),
             "pairs_per_step": int(statistics.median(pairs)),
             "init_s": round(init_s, 1), "frozen_cache": trainer.cache_info,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "precision": trainer.precision,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
             "config": {k: v for k, v in changes.items()}}
 
@@ -108,6 +117,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per option")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--only", default=None, help="comma-separated option names")
+    ap.add_argument("--grid", action="store_true",
+                    help="the precision grid: frozen layers 3..0 x fp32 / bf16, batch 128")
     ap.add_argument("--option", action="append", default=[],
                     help="an extra option NAME:key=value,key=value (train fields, threads)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
@@ -120,12 +131,16 @@ def main() -> None:
     if args.child is not None:
         print("RESULT " + json.dumps(run_one(args, json.loads(args.child))), flush=True)
         return
-    names = args.only.split(",") if args.only else list(options)
+    names = args.only.split(",") if args.only else GRID if args.grid else DEFAULT
+    names += [n for n in options if n not in OPTIONS and not args.only]  # --option extras
     unknown = [n for n in names if n not in options]
     if unknown:
         sys.exit(f"bench_train: unknown option(s) {unknown}; known: {sorted(options)}")
     results = {}
-    print(f"{'option':<20} {'s/step':>7} {'min':>6} {'max':>6} {'pairs/s':>8} {'tokens/s':>9} "
+    from uwe.precision import cpu_isa, isa_line
+
+    print(isa_line(), flush=True)
+    print(f"{'option':<20} {'prec':>5} {'s/step':>7} {'min':>6} {'max':>6} {'pairs/s':>8} {'tokens/s':>9} "
           f"{'pairs':>6} {'init s':>7} {'peak MiB':>9}", flush=True)
     for name in names:
         cmd = [sys.executable, __file__, "--root", args.root, "--params", args.params,
@@ -138,13 +153,13 @@ def main() -> None:
         if out.returncode or line is None:
             sys.exit(f"bench_train: option {name} failed:\n{out.stderr[-2000:]}")
         r = results[name] = json.loads(line[len("RESULT "):])
-        print(f"{name:<20} {r['seconds_per_step']:>7.2f} {r['min']:>6.2f} {r['max']:>6.2f} "
+        print(f"{name:<20} {r['precision']:>5} {r['seconds_per_step']:>7.2f} {r['min']:>6.2f} {r['max']:>6.2f} "
               f"{r['pairs_per_s']:>8.1f} {r['tokens_per_s']:>9.0f} {r['pairs_per_step']:>6} "
               f"{r['init_s']:>7.1f} {r['peak_rss_mib']:>9.0f}", flush=True)
     if args.json:
         from uwe.io import write_json
 
-        write_json(args.json, results)
+        write_json(args.json, {"isa": cpu_isa(), "options": results})
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def main() -> None:
         sys.exit(f"recipe_search: unknown run {args.run!r} in {args.recipes}; "
                  f"known: {sorted(runs)}")
     from uwe.io import write_json
+    from uwe.precision import cpu_isa
     from uwe.runtime import seed_everything, setup
     from uwe.train.checkpoint import _jsonable
     from uwe.train.loop import train
@@ -100,7 +101,7 @@ def main() -> None:
         macro, tasks = validate(model, load_val_sets(root / params.curate.out_dir, None,
                                                      cfg.val_max_queries))
         summary = {"val_history": [{"val_map": macro, "tasks": tasks}], "global_batch": {},
-                   "steps_done": 0, "seconds": 0.0}
+                   "steps_done": 0, "seconds": 0.0, "precision": "fp32", "device": "cpu"}
     else:
         with tempfile.TemporaryDirectory(prefix="uwe-recipe-") as tmp:
             summary = train(cfg, seed=params.seed, data_root=root / params.curate.out_dir,
@@ -116,7 +117,10 @@ def main() -> None:
         "train_minutes": round(summary["seconds"] / 60, 2), "total_minutes": round(total / 60, 2),
         "pairs_per_graph": {g: summary["steps_done"] * s[0] for g, s in batch.items()},
         "frozen_cache": summary.get("frozen_cache"),
-        "hard_negatives": summary.get("hard_negatives"), "threads": threads})
+        "hard_negatives": summary.get("hard_negatives"), "threads": threads,
+        # the arithmetic of the run: bf16 rounding changes the weights (uwe.precision)
+        "precision": summary.get("precision"), "device": summary.get("device"),
+        "cpu": cpu_isa()})
     print(f"{args.run}: val macro MAP {100 * val['val_map']:.2f} after {summary['steps_done']} "
           f"steps, {summary['seconds'] / 60:.1f} min training")
 

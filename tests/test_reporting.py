@@ -155,7 +155,15 @@ def test_recipe_table_is_made_from_the_result_files(tmp_path):
     lines = table.strip().splitlines()
     assert lines[2].startswith("| b | scorer=mean | 45.00 | – | 20.0 |")  # best first
     assert "| 50.0 |" in lines[3]  # skill_extraction = mean of house and tech
-    assert "| 2.5 | 1,280 |" in lines[2]
+    assert lines[2].endswith("| 2.5 | 1,280 | fp32 | – |")  # before precision was recorded
+    _recipe(tmp_path, "c", 0.35, tasks, {"precision": "bf16"})
+    rec = json.loads((tmp_path / "c.json").read_text())
+    rec.update(precision="bf16", cpu={"cpu": "AMD EPYC 9R14 96-Core Processor",
+                                      "avx512_bf16": True, "amx_bf16": False})
+    (tmp_path / "c.json").write_text(json.dumps(rec))
+    assert reporting.recipe_table(tmp_path).strip().splitlines()[-1].endswith(
+        "| bf16 | AMD EPYC 9R14 (avx512_bf16) |")
+    (tmp_path / "c.json").unlink()
     _recipe(tmp_path, "u", 0.30, tasks, {"scorer": "mean", "untuned": True}, 0.0, 0)
     assert "| b | scorer=mean | 45.00 | +15.00 |" in reporting.recipe_table(tmp_path)
     _recipe(tmp_path, "a", 0.50, tasks, {"lr": 1e-4})  # a result changes: so does the table

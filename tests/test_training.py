@@ -70,7 +70,8 @@ def tiny_cfg(backbone: str, **kw) -> TrainParams:
               "sa": GraphParams(0.5, 0.02), "jj": GraphParams(0.5, 0.02),
               "ss": GraphParams(0.5, 0.02)}
     base = dict(backbone=backbone, graphs=graphs, batch_size=6, steps=6, eval_every=3,
-                lr=1e-3, warmup=0.2, device="cpu", val_max_queries=4, max_length=16)
+                lr=1e-3, warmup=0.2, device="cpu", val_max_queries=4, max_length=16,
+                precision="fp32")  # exact comparisons; "auto" would follow the CPU's flags
     return TrainParams(**{**base, **kw})
 
 
@@ -113,11 +114,13 @@ def test_a_step_gives_finite_gradients_and_the_loss_goes_down(setup, tmp_path):
     assert summary["steps_done"] == 30 and summary["best_step"] == 30
 
 
-@pytest.mark.parametrize("log_deleted", [False, True], ids=["log-kept", "log-deleted"])
+@pytest.mark.parametrize(("log_deleted", "precision"),
+                         [(False, "fp32"), (True, "fp32"), (False, "bf16")],
+                         ids=["log-kept", "log-deleted", "bf16"])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(setup, tmp_path, monkeypatch,
-                                                          log_deleted):
+                                                          log_deleted, precision):
     backbone, root = setup
-    cfg = tiny_cfg(backbone)
+    cfg = tiny_cfg(backbone, precision=precision)
     straight = run(cfg, root, tmp_path / "a")
     assert straight["steps_done"] == 6 and [h["step"] for h in straight["val_history"]] == [3, 6]
 
@@ -152,6 +155,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(setup, tmp_path, monke
                                        err_msg=col)
     assert resumed["best_step"] == straight["best_step"]
     assert resumed["best_val_map"] == pytest.approx(straight["best_val_map"], abs=1e-6)
+    assert resumed["precision"] == straight["precision"] == precision
     model_cfg = json.loads((tmp_path / "b" / "model" / "uwe_config.json").read_text())
     assert model_cfg["step"] == resumed["best_step"]
     assert model_cfg["data"]["graph_edges"]["sa"] == 32

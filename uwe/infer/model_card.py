@@ -76,6 +76,7 @@ def model_card(config: dict[str, Any], name: str = "UWE model") -> str:
             f"| frozen bottom layers | {train.get('frozen_layers', 0)} |",
             f"| learning rate / warm-up | {train.get('lr', '-')} / {train.get('warmup', '-')} |",
             f"| seed / processes | {config.get('seed', '-')} / {config.get('world_size', 1)} |",
+            f"| arithmetic | {_arithmetic(config) or '-'} |",
         ]
     if graphs:
         lines += ["", "Training graphs:", "", "| graph | edges | temperature | weight |",
@@ -126,6 +127,19 @@ def count_params(weights: Path) -> int:
             f"weights are truncated or damaged; copy or train the model again"
         ) from err
     return n
+
+
+def _arithmetic(config: dict[str, Any]) -> str | None:
+    """"bf16 on cpu (AMD EPYC; avx512_bf16, avx512_vnni)": the precision the run used and,
+    on a CPU, its model and bf16-relevant features (``uwe.precision``); None when the folder
+    predates the record."""
+    arith = config.get("arithmetic")
+    if not isinstance(arith, dict) or not arith.get("precision"):
+        return None
+    cpu = arith.get("cpu") or {}
+    flags = [k for k in ("amx_bf16", "avx512_bf16", "avx512_vnni") if cpu.get(k)]
+    return f"{arith['precision']} on {arith.get('device', '?')}" + (
+        f" ({cpu.get('cpu', '?')}; {', '.join(flags) or 'no native bf16'})" if cpu else "")
 
 
 def _fmt(d: Any, keys: tuple[str, ...] | None = None) -> str:
@@ -185,6 +199,8 @@ def describe_model(path: str | Path) -> dict[str, Any]:
         summary["training data"] = f"{data.get('root', '?')}; edges: " + (
             ", ".join(f"{g} {n:,}" for g, n in edges.items()) or "-"
         )
+    if _arithmetic(cfg):
+        summary["arithmetic"] = _arithmetic(cfg)
     val = cfg.get("val")
     if isinstance(val, dict) and val.get("macro_map") is not None:
         summary["validation"] = f"macro MAP {100 * float(val['macro_map']):.2f} (best checkpoint)"

@@ -205,13 +205,23 @@ def _recipe_value(v) -> str:
     return str(v)
 
 
+def _cpu_short(isa: dict | None) -> str:
+    """``"AMD EPYC (avx512_bf16)"``-like: a recipe result's CPU and its bf16 feature, or "–"
+    for a result written before the CPU was recorded."""
+    if not isa:
+        return "–"
+    feature = ("amx_bf16" if isa.get("amx_bf16") else "avx512_bf16" if isa.get("avx512_bf16")
+               else "no bf16")
+    return f"{' '.join(str(isa.get('cpu', '?')).split()[:3])} ({feature})"
+
+
 def recipe_table(folder: str | Path) -> str:
     """Markdown table of the recipe-search results in ``folder`` (``*.json`` written by
     ``scripts/recipe_search.py``), best val macro MAP first: the run, its overrides of the
     cpu ``train`` config, val macro MAP, its gain over the untuned backbone with the same
     scorer (the ``untuned=True`` result of that scorer, when there is one), MAP per task group
-    (%), minutes from start to end (cache read or build, mining, training, validation) and
-    pairs seen per graph. Raises FileNotFoundError when there is no result."""
+    (%), minutes from start to end (cache read or build, mining, training, validation),
+    pairs seen per graph, the precision used and the CPU. Raises FileNotFoundError when there is no result."""
     groups_of = task_lib.TASK_GROUPS
     files = sorted(Path(folder).glob("*.json"))
     if not files:
@@ -234,9 +244,11 @@ def recipe_table(folder: str | Path) -> str:
         minutes = r.get("total_minutes", r["train_minutes"])
         rows.append((r["val_map"], [r["run"], over or "(cpu config)", f"{100 * r['val_map']:.2f}",
                                     gain, *groups.values(), f"{minutes:.1f}",
-                                    f"{max(pairs.values()):,}" if pairs else "0"]))
+                                    f"{max(pairs.values()):,}" if pairs else "0",
+                                    # results from before train.precision ran fp32 on the CPU
+                                    r.get("precision") or "fp32", _cpu_short(r.get("cpu"))]))
     head = ["run", "overrides", "val macro MAP", "gain vs untuned", *groups_of, "minutes",
-            "pairs/graph"]
+            "pairs/graph", "precision", "CPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(rows, key=lambda x: -x[0])]
     return "\n".join(lines) + "\n"

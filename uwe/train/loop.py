@@ -18,7 +18,6 @@ Checkpoints (``{checkpoint_dir}/last``; resuming, the run fingerprint):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -40,6 +39,8 @@ from uwe.core.losses import MultiGraphInfoNCE
 from uwe.core.step import make_optimizer, step_scores
 from uwe.infer.model import UWEModel, replace_dir, save
 from uwe.io import make_temp_dir
+from uwe.precision import autocast, cpu_isa, isa_line, native_bf16, resolve_precision
+from uwe.precision import describe as describe_precision
 from uwe.runtime import seed_everything
 from uwe.train.checkpoint import (
     CsvLog,
@@ -95,11 +96,13 @@ class Trainer:
             token_length=self.model.encoder.token_lengths, pair_max_tokens=cfg.max_length)
         self.loss_fn = MultiGraphInfoNCE(cfg.graphs, cfg.loss)
         self.opt, self.sched = make_optimizer(self.model.encoder, cfg)
-        bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
-        if cfg.precision == "bf16" and not bf16:
-            logger.warning("precision bf16 requested on %s: training in fp32", device)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bf16
-                         else contextlib.nullcontext())
+        # the arithmetic of the run (uwe.precision): recorded in train.json and the model card
+        self.precision = resolve_precision(cfg.precision, device)
+        self.arith = describe_precision(self.precision, device)
+        if self.precision == "bf16" and device.type == "cpu" and not native_bf16(cpu_isa()):
+            logger.warning("precision bf16 on a CPU without AMX / AVX512-BF16 (%s): emulated, "
+                           "likely slower than fp32", isa_line())
+        self.autocast = autocast(self.precision, device)
         self.val_sets = (load_val_sets(data_root, val_tasks, cfg.val_max_queries)
                          if info.main else [])
         self.step, self.elapsed, self.best_map, self.best_step = 0, 0.0, -math.inf, None
@@ -257,7 +260,7 @@ class Trainer:
                 # relative to the model folder, so the config names no machine's paths
                 "data": {"root": os.path.relpath(self.data_root, self.out_dir),
                          "graph_edges": self.batcher.edge_counts()},
-                "val": val}
+                "val": val, "arithmetic": self.arith}
 
     # -- steps -------------------------------------------------------------------------------
     @property
@@ -384,7 +387,7 @@ class Trainer:
                 "stopped": stopped, "resumed_from": self.resumed_from,
                 "val_history": self.history, "global_batch": self.last_shapes,
                 "last_loss": self.last_loss, "frozen_cache": self.cache_info,
-                "hard_negatives": self.hard_info,
+                "hard_negatives": self.hard_info, **self.arith,
                 "world_size": self.info.world, "rank": self.info.rank,
                 "out_dir": str(self.out_dir) if stopped != "signal" and self.info.main else None}
 
