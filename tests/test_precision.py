@@ -80,10 +80,16 @@ def _step_loss_and_grads(setup, tmp_path, precision: str, frozen_layers: int = 0
     assert trainer.precision == precision
     trainer.model.encoder.train()
     torch.manual_seed(0)  # dropout draws the same masks in both runs
+    linear_out = set()  # dtypes of the trained layers' matrix products in the step
+    hooks = [m.register_forward_hook(lambda _m, _i, out: linear_out.add(out.dtype))
+             for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.Linear)]
     scored = step.step_scores(trainer.encode, trainer.model, trainer.batcher,
                               trainer.batcher.sample(), distributed.DistInfo(), trainer.autocast,
                               token_lengths=trainer.token_lengths)
     assert all(s.dtype == torch.float32 for s, _ in scored.values())  # scores and loss in fp32
+    for h in hooks:
+        h.remove()
+    assert linear_out == {torch.bfloat16 if precision == "bf16" else torch.float32}
     loss, _ = trainer.loss_fn(scored)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in trainer.model.encoder.named_parameters()
@@ -92,12 +98,17 @@ def _step_loss_and_grads(setup, tmp_path, precision: str, frozen_layers: int = 0
     return float(loss), grads, masters
 
 
-# bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 ~ 2e-3 per product); through a
-# layer, the pooling and the loss the step's loss moves by well under 1% and each gradient
-# keeps its direction: the tolerances below hold with a margin of several x on the tiny BERT.
-LOSS_RTOL = 1e-2
-GRAD_MIN_COSINE = 0.99
-GRAD_NORM_RTOL = 5e-2
+# bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 ~ 2e-3 per product). On the tiny
+# random BERT the residual stream is dominated by the (float32) embeddings, so a bf16 step
+# moved the loss by 5e-6 / 1e-5 relative and the gradient norm by 8e-5 / 3e-4, gradient cosine
+# > 0.99998 (full / 1 frozen layer, measured on an AMD EPYC with AVX512-BF16): the tolerances
+# below are 10-20x those (room for another CPU's accumulation order). The dtype checks catch
+# a step whose products stay fp32 or whose scores leave fp32; the tolerances, a bf16 error
+# beyond rounding.
+LOSS_RTOL = 2e-4
+GRAD_MIN_COSINE = 0.9995
+GRAD_NORM_RTOL = 5e-3
+MATRIX_MIN_COSINE = 0.999
 
 
 @pytest.mark.parametrize("frozen_layers", [0, 1], ids=["full", "frozen-bottom"])
@@ -121,4 +132,4 @@ def test_a_bf16_step_stays_within_tolerance_of_the_fp32_step(setup, backbone_fac
         if g32[name].ndim == 2 and g32[name].norm() > 0:
             c = torch.nn.functional.cosine_similarity(g32[name].flatten(), g16[name].flatten(),
                                                       dim=0)
-            assert float(c) > 0.95, name
+            assert float(c) > MATRIX_MIN_COSINE, name
