@@ -140,8 +140,8 @@ def main() -> None:
     from uwe.precision import cpu_isa, isa_line
 
     print(isa_line(), flush=True)
-    print(f"{'option':<20} {'prec':>5} {'s/step':>7} {'min':>6} {'max':>6} {'pairs/s':>8} {'tokens/s':>9} "
-          f"{'pairs':>6} {'init s':>7} {'peak MiB':>9}", flush=True)
+    print(f"{'option':<20} {'prec':>5} {'s/step':>7} {'min':>6} {'max':>6} {'pairs/s':>8} "
+          f"{'tokens/s':>9} {'pairs':>6} {'init s':>7} {'peak MiB':>9}", flush=True)
     for name in names:
         cmd = [sys.executable, __file__, "--root", args.root, "--params", args.params,
                "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -153,9 +153,9 @@ def main() -> None:
         if out.returncode or line is None:
             sys.exit(f"bench_train: option {name} failed:\n{out.stderr[-2000:]}")
         r = results[name] = json.loads(line[len("RESULT "):])
-        print(f"{name:<20} {r['precision']:>5} {r['seconds_per_step']:>7.2f} {r['min']:>6.2f} {r['max']:>6.2f} "
-              f"{r['pairs_per_s']:>8.1f} {r['tokens_per_s']:>9.0f} {r['pairs_per_step']:>6} "
-              f"{r['init_s']:>7.1f} {r['peak_rss_mib']:>9.0f}", flush=True)
+        print(f"{name:<20} {r['precision']:>5} {r['seconds_per_step']:>7.2f} {r['min']:>6.2f} "
+              f"{r['max']:>6.2f} {r['pairs_per_s']:>8.1f} {r['tokens_per_s']:>9.0f} "
+              f"{r['pairs_per_step']:>6} {r['init_s']:>7.1f} {r['peak_rss_mib']:>9.0f}", flush=True)
     if args.json:
         from uwe.io import write_json
 

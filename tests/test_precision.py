@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from test_training import run, setup, tiny_cfg  # noqa: F401 (setup: a fixture)
+from test_training import run, tiny_cfg, write_tiny_curated
 
 from uwe import precision as prec
 from uwe.core import step
@@ -15,6 +15,12 @@ from uwe.train import distributed
 from uwe.train import loop as training
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_backbone):
+    torch.set_num_threads(1)
+    return tiny_backbone, write_tiny_curated(tmp_path_factory.mktemp("uwe_prec") / "curated")
 NO_BF16 = {"cpu": "Old CPU", "capability": "AVX2", "amx_bf16": False, "avx512_bf16": False,
            "avx512_vnni": False, "avx512": False, "avx2": True}
 
@@ -22,9 +28,12 @@ NO_BF16 = {"cpu": "Old CPU", "capability": "AVX2", "amx_bf16": False, "avx512_bf
 @pytest.fixture
 def fake_cpu(monkeypatch):
     """Make torch's CPU-feature probes report the given flags (and forget the cached read)."""
+    def probe_returning(value: bool):
+        return lambda: value
+
     def fake(**flags):
         for name, probe in prec._PROBES.items():
-            monkeypatch.setattr(torch.cpu, probe, lambda v=flags.get(name, False): v)
+            monkeypatch.setattr(torch.cpu, probe, probe_returning(flags.get(name, False)))
         prec.cpu_isa.cache_clear()
 
     yield fake
@@ -95,7 +104,7 @@ def _step_loss_and_grads(setup, tmp_path, precision: str, frozen_layers: int = 0
     grads = {n: p.grad.detach().clone() for n, p in trainer.model.encoder.named_parameters()
              if p.grad is not None}
     masters = {p.dtype for p in trainer.model.encoder.parameters()}
-    return float(loss), grads, masters
+    return float(loss.detach()), grads, masters
 
 
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 ~ 2e-3 per product). On the tiny

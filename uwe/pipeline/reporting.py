@@ -221,7 +221,8 @@ def recipe_table(folder: str | Path) -> str:
     cpu ``train`` config, val macro MAP, its gain over the untuned backbone with the same
     scorer (the ``untuned=True`` result of that scorer, when there is one), MAP per task group
     (%), minutes from start to end (cache read or build, mining, training, validation),
-    pairs seen per graph, the precision used and the CPU. Raises FileNotFoundError when there is no result."""
+    pairs seen per graph, the precision used and the CPU. Raises FileNotFoundError when there
+    is no result."""
     groups_of = task_lib.TASK_GROUPS
     files = sorted(Path(folder).glob("*.json"))
     if not files:
