@@ -382,3 +382,39 @@ def test_numpy_inference_fused_equals_array_path():
     t_norm = np.linalg.norm(t, axis=-1)
     np.testing.assert_allclose(np_sli_dense(q, t, t_norm, 0.1, fused=True),
                                np_sli_dense(q, t, t_norm, 0.1, fused=False), atol=1e-6, rtol=1e-5)
+
+
+def test_attention_softness_on_hand_made_attention():
+    """One-hot attention gives max weight 1 and entropy 0; equal logits give 1/Lt and log Lt
+    (fraction 1); padded target tokens take no weight (issue: the scorer's fair test)."""
+    import math
+
+    from uwe.core.softness import attention_softness
+
+    d = 4
+    q = torch.zeros(3, 2, d)
+    q[:, :, 0] = 1.0  # every query token points along axis 0
+    t = torch.zeros(3, 5, d)
+    t_mask = torch.ones(3, 5, dtype=torch.bool)
+    # pair 0: one target token along axis 0, the others orthogonal: tau -> one-hot
+    t[0, 0, 0] = 1.0
+    t[0, 1:, 1] = 1.0
+    # pair 1: four identical target tokens, the fifth padded (with a value that would win)
+    t[1, :, 0] = 1.0
+    t[1, 4, 0] = 100.0
+    t_mask[1, 4] = False
+    # pair 2: a single unpadded target token
+    t[2, 0, 0] = 1.0
+    t_mask[2, 1:] = False
+    q_mask = torch.tensor([[1, 1], [1, 0], [1, 1]], dtype=torch.bool)
+    soft = attention_softness(q, q_mask, t, t_mask, attention_temperature=1e-3)
+    assert soft.max_weight[0] == pytest.approx(1.0) and soft.entropy[0] == pytest.approx(0.0)
+    assert soft.entropy_fraction[0] == pytest.approx(0.0)
+    assert soft.max_weight[1] == pytest.approx(0.25)
+    assert soft.entropy[1] == pytest.approx(math.log(4))
+    assert soft.entropy_fraction[1] == pytest.approx(1.0)
+    assert soft.max_weight[2] == pytest.approx(1.0) and torch.isnan(soft.entropy_fraction[2])
+    # a high temperature softens pair 0 toward uniform over its 5 tokens
+    warm = attention_softness(q, q_mask, t, t_mask, attention_temperature=1e3)
+    assert warm.max_weight[0] == pytest.approx(0.2, abs=1e-3)
+    assert warm.entropy_fraction[0] == pytest.approx(1.0, abs=1e-3)
