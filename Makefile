@@ -1,6 +1,9 @@
 # The two commands of the README:
 #   make repro  - create .venv if missing, install, run the DVC pipeline (dvc repro)
 #   make test   - create .venv if missing, install, run the test suite (pytest)
+# and the budget curves' runs (hours on a CPU; their results are committed, so a fresh clone's
+# make repro finds them up to date):
+#   make budgets - dvc repro budgets (every budgets@<run>-<point> instance not up to date)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -12,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install repro test lint clean-venv
+.PHONY: install repro budgets test lint clean-venv
 
 $(STAMP): pyproject.toml requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,9 @@ install: $(STAMP)
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+budgets: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro budgets
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q

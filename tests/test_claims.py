@@ -41,7 +41,8 @@ def _zs(level: float) -> dict:
 def _run(metrics, group, name, seeds, model=None, graphs=None):
     """seeds: list of (heldout evaluation, zero-shot evaluation or None)."""
     result = {"group": group, "run": name, "profile": "cpu", "overrides": {},
-              "budget": {"max_queries": 500}, "train": None if model else {},
+              "budget": {"max_queries": 500, "steps": 12, "batch_size": None},
+              "train": None if model else {},
               "model": model or f"models/{group}/{name}", "model_info": {"graphs": graphs or []},
               "seeds": [{"seed": None if model else k, "training": None, "evaluation": ev,
                          **({"zeroshot": zs} if zs else {})}
@@ -174,3 +175,104 @@ def test_markdown_and_json(tmp_path):
     assert "+3.00" in md  # d in points
     js = read_json(js_path)
     assert js["order"] == [c.id for c in claims] and js["rule"] == cl.VERDICT_RULE
+
+
+# ------------------------------------------------------------------ budget curves
+def _budget_run(metrics, run, point, steps, levels, softness=None):
+    """A budgets@<run>-<point> result: one seed per level."""
+    result = {"group": "budgets", "run": f"{run}-{point}", "point": point,
+              "budget": {"steps": steps, "batch_size": None, "max_queries": 500},
+              "train": {}, "model": f"models/budgets/{run}-{point}",
+              "seeds": [{"seed": k, "training": {"best_val_map": None}, "evaluation": _ev(v),
+                         "softness": softness} for k, v in enumerate(levels)]}
+    write_results(result, metrics / "budgets" / f"{run}-{point}.json")
+
+
+SOFT = {"attention": "raw", "temperature": 30.0, "max_weight": 0.37, "entropy": 1.48,
+        "entropy_fraction": 0.91, "pairs": 100}
+
+
+def _curves(metrics, sli_mid, sli_main, ref_mid=0.385, ref_main=0.39):
+    """Every curve run at `mid` (48 steps, 3 seeds) and `main` (240 steps, 1 seed); SLI at the
+    given levels, the others a little above their ablation level."""
+    for run in collect_runs():
+        level = LEVEL[run]
+        mid = {"reference": ref_mid, "scorer_sli": sli_mid}.get(run, level + 0.005)
+        main = {"reference": ref_main, "scorer_sli": sli_main}.get(run, level + 0.01)
+        soft = SOFT if run == "scorer_sli" else None
+        _budget_run(metrics, run, "mid", 48, [mid - 0.002, mid, mid + 0.002], soft)
+        _budget_run(metrics, run, "main", 240, [main], soft)
+    budgets = collect.collect_budgets(metrics, collect_runs(), ["mid", "main"], BASE)
+    write_json(metrics / "budgets.json", budgets)
+    return budgets
+
+
+def collect_runs():
+    return ["reference", "scorer_sli", "scorer_maxsim", "scorer_sli_mean_target",
+            "loss_one_to_one", "loss_symmetric"]
+
+
+def test_budget_curves_collect_every_point_by_steps(tmp_path):
+    levels = {**LEVEL, "scorer_sli": 0.36}
+    _write_all(tmp_path, levels=levels)
+    budgets = _curves(tmp_path, sli_mid=0.37, sli_main=0.385)
+    curve = budgets["curves"]["scorer_sli"]
+    assert [e["point"] for e in curve] == ["ablations", "mid", "main"]
+    assert [e["steps"] for e in curve] == [12, 48, 240]
+    assert [e["pairs_per_graph"] for e in curve] == [s * BASE.batch_size for s in (12, 48, 240)]
+    assert [e["n_seeds"] for e in curve] == [3, 3, 1] and curve[2]["map_std"] is None
+    assert curve[1]["softness"]["max_weight"] == pytest.approx(0.37)
+    assert budgets["missing"] == []
+    (tmp_path / "budgets" / "loss_symmetric-main.json").unlink()
+    partial = collect.collect_budgets(tmp_path, collect_runs(), ["mid", "main"], BASE)
+    assert partial["missing"] == ["loss_symmetric-main"]
+    assert [e["steps"] for e in partial["curves"]["loss_symmetric"]] == [12, 48]
+    frame = collect.budgets_frame(budgets)
+    assert len(frame) == 6 * 3 and "max w 0.37" in frame.loc[4, "attention"]
+
+
+def test_a_closing_gap_is_not_decided_at_this_budget(tmp_path):
+    """SLI 2 points behind mean pooling at 12 steps, 0.7 behind at 240 (beyond 2 se there):
+    the gap is closing, so the verdict is "not decided at this budget", with the budget named,
+    never "does not hold"."""
+    _write_all(tmp_path, levels={**LEVEL, "scorer_sli": 0.36})
+    _curves(tmp_path, sli_mid=0.37, sli_main=0.383)
+    got = _claims(tmp_path)
+    chain = got["scorer_chain"]
+    assert [p["verdict"] for p in chain.budgets] == [cl.FAILS, cl.FAILS, cl.FAILS]
+    assert chain.budgets[-1]["proxy"] and chain.budgets[-1]["steps"] == 240
+    assert chain.trend == cl.CLOSING and chain.budget == 240
+    assert chain.verdict == cl.UNDECIDED
+    assert chain.verdict_text() == "not decided at this budget (240 steps)"
+    assert chain.d == pytest.approx(-0.007)
+    assert "max w 0.37, H/log Lt 0.91" in chain.ours  # softness beside the SLI side
+    md = cl.claims_markdown(list(got.values()))
+    assert "**not decided at this budget (240 steps)**" in md
+
+
+def test_a_widening_gap_does_not_hold_and_a_crossed_one_holds(tmp_path):
+    _write_all(tmp_path, levels={**LEVEL, "scorer_sli": 0.37})
+    _curves(tmp_path, sli_mid=0.36, sli_main=0.34)  # behind and falling further
+    chain = _claims(tmp_path)["scorer_chain"]
+    assert chain.trend == cl.WIDENING and chain.verdict == cl.FAILS
+    _curves(tmp_path, sli_mid=0.39, sli_main=0.40)  # behind at 12 steps, ahead from 48 on
+    got = _claims(tmp_path)
+    chain = got["scorer_chain"]
+    assert chain.trend == cl.CROSSED and chain.budgets[-1]["verdict"] == cl.HOLDS
+    assert chain.verdict == cl.HOLDS  # and mean > MaxSim holds at every budget
+    assert got["loss_m2m_vs_o2o"].trend == cl.STABLE
+    assert got["loss_m2m_vs_o2o"].verdict == cl.HOLDS
+
+
+def test_gap_trend_rule():
+    def pts(*ds, se=0.001):
+        return [{"steps": 12 * 4**k, "d": d, "se": se, "verdict": cl.UNDECIDED}
+                for k, d in enumerate(ds)]
+
+    assert cl.gap_trend(pts(-0.02, -0.019)) == cl.STABLE
+    assert cl.gap_trend(pts(-0.02, -0.01)) == cl.CLOSING
+    assert cl.gap_trend(pts(-0.01, -0.03)) == cl.WIDENING
+    assert cl.gap_trend(pts(-0.01, 0.02)) == cl.CROSSED
+    assert cl.gap_trend(pts(-0.01)) is None
+    assert cl.gap_trend([{"steps": 1, "d": 0.1, "se": None}, {"steps": 2, "d": 0.0, "se": 0.1}]
+                        ) is None

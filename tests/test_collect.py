@@ -103,7 +103,7 @@ def test_ablation_axes(tmp_path):
     assert list(dict.fromkeys(frame["factor"])) == ["scorer", "loss", "attention_temperature",
                                                     "graphs"]
     assert list(frame.columns) == ["factor", "value", "run", "seeds", "macro MAP", "MAP std",
-                                   "macro RP@10", "RP@10 std"]
+                                   "macro RP@10", "RP@10 std", "attention"]
     assert len(frame) == 3 + 1 + 3 + 3
 
 

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.pipeline
 # analysis runs executed here: each kind of run (untuned backbone, one graph, an existing model,
 # the reference and one override with two seeds); and two latency models (SLI + its backbone)
 ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_sli")}
+# budget curves: both runs at both points (main = the smoke train.steps: scorer_sli publishes)
+BUDGET_RUNS = ("reference", "scorer_sli")
 LATENCY_MODELS = ("uwe", "all-MiniLM-L6-v2")
 
 
@@ -49,6 +51,7 @@ def smoke_root(tmp_path_factory):
     for group, keep in ANALYSIS_RUNS.items():
         params[group]["runs"] = {k: v for k, v in params[group]["runs"].items() if k in keep}
         # the profiles' overrides of the removed runs (smoke's `sv`) stay: uwe.config drops them
+    params["budgets"]["runs"] = list(BUDGET_RUNS)
     params["latency"]["models"] = {k: v for k, v in params["latency"]["models"].items()
                                    if k in LATENCY_MODELS}
     params["train"]["frozen_cache_dir"] = str(root / "frozen_cache")  # never the user's cache
@@ -144,6 +147,10 @@ def analysed_root(evaluated_root):
     for group, runs in ANALYSIS_RUNS.items():
         for run in runs:
             run_notebook("04_variant", evaluated_root, tag=f"{group}_{run}", group=group, run=run)
+    for run in BUDGET_RUNS:
+        for point in ("mid", "main"):
+            run_notebook("04_variant", evaluated_root, tag=f"budgets_{run}-{point}",
+                         group="budgets", run=run, point=point)
     old = os.environ.get("UWE_CACHE_DIR")
     os.environ["UWE_CACHE_DIR"] = str(evaluated_root / "cache")  # ONNX exports: not the user's
     try:
@@ -186,6 +193,34 @@ def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
     assert mean["model_info"]["scorer"] == "sli"
 
 
+def test_budget_runs_score_each_point_keep_only_the_published_model(analysed_root):
+    from uwe.config import load_params
+
+    params = load_params(analysed_root / "params.yaml", profile="smoke")
+    for run in BUDGET_RUNS:
+        for point, budget in params.budgets.points.items():
+            res = json.loads((analysed_root / "metrics" / "budgets" / f"{run}-{point}.json")
+                             .read_text())
+            assert res["group"] == "budgets" and res["point"] == point
+            assert [e["seed"] for e in res["seeds"]] == list(budget.seeds)
+            assert all(e["training"]["steps_done"] == budget.steps for e in res["seeds"])
+            assert res["pairs_per_graph"]["sj"] == budget.steps * params.train.batch_size
+            sli = run == "scorer_sli"
+            for e in res["seeds"]:
+                soft = e["softness"]
+                assert (soft is not None) == sli
+                if sli:
+                    assert soft["attention"] == "raw" and 0 < soft["max_weight"] <= 1
+            published = sli and point == "main"
+            assert ("published" in res) == published
+            kept = sorted(p.name for p in (analysed_root / "models" / "budgets" / f"{run}-{point}")
+                          .glob("seed*"))
+            assert kept == (["seed0"] if published else [])
+            if published:
+                assert res["published"]["name"] == "uwe-sli"
+                assert set(res["published"]["families"]) == set(params.evaluate.families)
+
+
 def test_latency_notebook_times_uwe_and_its_backbone(analysed_root):
     report = json.loads((analysed_root / "metrics" / "latency.json").read_text())
     assert report["engines"] == ["torch", "onnx"]
@@ -204,7 +239,8 @@ def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
     run_notebook("06_figures", analysed_root)
     assert (analysed_root / "metrics" / "results.md").read_text().count("|") > 10
     for stem in ("model_comparison_heldout", "model_comparison_full", "training_curve",
-                 "transfer_heatmap", "ablations", "latency_vs_map", "zeroshot"):
+                 "transfer_heatmap", "ablations", "latency_vs_map", "zeroshot", "budgets_scorer",
+                 "budgets_loss"):
         for ext in (".png", ".pdf"):
             assert (analysed_root / "figures" / f"{stem}{ext}").stat().st_size > 1000, stem
     metrics = analysed_root / "metrics"
@@ -215,7 +251,15 @@ def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
     assert [e["value"] for e in ablations["axes"]["scorer"]] == ["mean", "sli"]
     assert ablations["axes"]["loss"][0]["map_std"] is not None  # two smoke seeds
     zeroshot = json.loads((metrics / "zeroshot.json").read_text())
-    assert set(zeroshot["models"]) == {"tfidf_char", "uwe"}
+    assert set(zeroshot["models"]) == {"tfidf_char", "uwe", "uwe-sli"}  # uwe-sli: published
+    budgets = json.loads((metrics / "budgets.json").read_text())
+    assert [e["point"] for e in budgets["curves"]["scorer_sli"]] == ["ablations", "mid", "main"]
+    assert budgets["curves"]["scorer_sli"][0]["softness"]["attention"] == "raw"
+    for stem in ("budgets_scorer", "budgets_loss"):
+        assert (analysed_root / "figures" / f"{stem}.png").stat().st_size > 1000
+    rows = (metrics / "results.csv").read_text().splitlines()
+    assert any(r.startswith("heldout,uwe-sli,") for r in rows)
+    assert any(r.startswith("full,uwe-sli,") for r in rows)
     readme = (analysed_root / "README.md").read_text()
     section = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
     assert "](figures/transfer_heatmap.png)" in section and "| heldout" in section

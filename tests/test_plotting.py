@@ -102,3 +102,23 @@ def test_saving_the_same_figure_twice_gives_the_same_bytes(tmp_path):
     first = [p.read_bytes() for p in plotting.save_figure(fig, tmp_path / "a" / "f")]
     second = [p.read_bytes() for p in plotting.save_figure(fig, tmp_path / "b" / "f")]
     assert first == second
+
+
+def test_budget_curves_one_line_per_run_on_a_log_axis(tmp_path):
+    def point(steps, m, s, n):
+        return {"steps": steps, "pairs_per_graph": steps * 128, "map": m, "map_std": s,
+                "n_seeds": n}
+
+    budgets = {"curves": {
+        "reference": [point(12, 0.36, 0.002, 3), point(48, 0.38, 0.003, 3),
+                      point(240, 0.40, None, 1)],
+        "scorer_sli": [point(12, 0.34, 0.002, 3), point(48, 0.385, 0.001, 3)]}}
+    fig = plotting.budget_curves(budgets, {"mean pooling": "reference", "SLI": "scorer_sli",
+                                           "MaxSim": "scorer_maxsim"}, "scorer")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean pooling", "SLI"]
+    hollow = [line for line in ax.lines if line.get_marker() == "o"
+              and line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1  # the one-seed point
+    _saved(fig, tmp_path, "budgets_scorer")

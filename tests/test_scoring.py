@@ -181,7 +181,7 @@ def test_sli_gradients_finite_small_temperature():
 def test_unknown_scorer_raises():
     with pytest.raises(ValueError, match="sli_mean_target"):
         get_scorer("colbert")
-    assert set(SCORERS) == {"sli", "mean", "maxsim", "sli_mean_target"}
+    assert set(SCORERS) == {"sli", "mean", "maxsim", "sli_mean_target", "sli_cos"}
     with pytest.raises(ValueError):
         scoring.sli_scores(*_batch(2, 3, 0), *_batch(4, 3, 1), target_chunk=0)
 
@@ -418,3 +418,52 @@ def test_attention_softness_on_hand_made_attention():
     warm = attention_softness(q, q_mask, t, t_mask, attention_temperature=1e3)
     assert warm.max_weight[0] == pytest.approx(0.2, abs=1e-3)
     assert warm.entropy_fraction[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sli_cos_is_sli_on_unit_tokens_and_blind_to_token_norms(data):
+    """The declared deviation sli_cos attends over cosines: equal to sli on L2-normalised tokens,
+    unchanged when every token is rescaled, and unlike sli on raw tokens."""
+    q, qm, t, tm = data
+    unit = (F.normalize(q, dim=-1), F.normalize(t, dim=-1))
+    cos = scoring.sli_cos_scores(q, qm, t, tm, attention_temperature=0.2)
+    torch.testing.assert_close(cos, sli_scores(unit[0], qm, unit[1], tm, 0.2))
+    g = torch.Generator().manual_seed(3)
+    scale_q = torch.rand(q.shape[:2], generator=g)[..., None] * 20 + 0.1  # per-token scales
+    scale_t = torch.rand(t.shape[:2], generator=g)[..., None] * 20 + 0.1
+    torch.testing.assert_close(scoring.sli_cos_scores(q * scale_q, qm, t * scale_t, tm, 0.2), cos)
+    assert not torch.allclose(sli_scores(q * scale_q, qm, t * scale_t, tm, 0.2), cos, atol=1e-3)
+    assert scoring.ATTENTION_UNIT == {"sli": "raw", "sli_cos": "cosine"}
+
+
+def test_softness_report_on_val_pairs_of_a_tiny_model(tmp_path):
+    """uwe.bench.softness: (query, positive) pairs only, capped per task (seeded), softness
+    falls as the temperature rises, and the cosine unit is blind to token norms."""
+    from types import SimpleNamespace
+
+    from uwe.bench.softness import softness_report, val_pairs
+
+    ds = SimpleNamespace(name="t", queries=["ab", "c", "def"], targets=["xyz", "w", "vu"],
+                         positives=[[0, 2], [], [1]])  # distinct characters: no tied tokens
+    assert val_pairs([ds], None) == {"t": [("ab", "xyz"), ("ab", "vu"), ("def", "w")]}
+    capped = val_pairs([ds], 2)["t"]
+    assert len(capped) == 2 and capped == val_pairs([ds], 2)["t"]
+
+    class Enc(torch.nn.Module):  # one token per character, a fixed random vector each
+        def forward(self, texts):
+            g = torch.Generator().manual_seed(0)
+            table = torch.randn(128, D, generator=g) * 5
+            length = max(len(x) for x in texts)
+            emb = torch.zeros(len(texts), length, D)
+            mask = torch.zeros(len(texts), length, dtype=torch.bool)
+            for i, x in enumerate(texts):
+                emb[i, : len(x)] = table[[ord(c) for c in x]]
+                mask[i, : len(x)] = True
+            return emb, mask
+
+    rep = softness_report(Enc(), [ds], [0.01, 30.0, 1e5], attention="raw", max_pairs=None)
+    by = rep["by_temperature"]
+    assert rep["pairs"] == 3 and [e["temperature"] for e in by] == [0.01, 30.0, 1e5]
+    assert by[0]["max_weight"] > by[1]["max_weight"] > by[2]["max_weight"]
+    assert by[0]["entropy_fraction"] < 0.05 and by[2]["entropy_fraction"] > 0.99
+    with pytest.raises(ValueError, match="attention unit"):
+        softness_report(Enc(), [ds], [1.0], attention="dot")

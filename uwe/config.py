@@ -157,6 +157,24 @@ class AnalysisParams:
 
 
 @dataclass(frozen=True)
+class BudgetsParams:
+    """Budget curves (stage ``budgets``, ``make budgets``): runs of ``ablations.runs`` trained
+    again at more budgets than the ablations' one, to see where a claim's gap goes with compute.
+
+    ``runs`` names ablation runs (their overrides; their own ``seeds`` / ``max_minutes`` do not
+    apply here); ``points`` maps a point name to its :class:`BudgetParams` (steps, cap, seeds,
+    test-query cap), one stage instance per (run, point). The ablations' budget is the curves'
+    first point. ``publish`` maps a result name (a row of the results table, e.g. ``uwe-sli``)
+    to a run whose seed-0 model at the point with ``train.steps`` steps is scored on every
+    WorkBench family, uncapped, like the main model.
+    """
+
+    runs: tuple[str, ...] = ()
+    points: dict[str, BudgetParams] = field(default_factory=dict)
+    publish: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LatencyParams:
     """Per-query latency at batch 1 against a cached target space (stage ``latency``)."""
 
@@ -187,6 +205,7 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     transfer: AnalysisParams = field(default_factory=AnalysisParams)
     ablations: AnalysisParams = field(default_factory=AnalysisParams)
+    budgets: BudgetsParams = field(default_factory=BudgetsParams)
     latency: LatencyParams = field(default_factory=LatencyParams)
 
 
@@ -204,18 +223,21 @@ def deep_merge(base: dict, override: dict) -> dict:
 def _existing_runs_only(raw: dict, override: dict, profile: str, path: Path) -> dict:
     """``override`` without run overrides of runs that ``raw`` (the base values) does not define."""
     override = copy.deepcopy(override)
-    for group in ANALYSIS_GROUPS:
+    # (group, key): the stage instances come from the base section's keys (dvc.yaml foreach /
+    # matrix), so a profile may modify them but never add one
+    for group, key in [*((g, "runs") for g in ANALYSIS_GROUPS), ("budgets", "points")]:
         section = override.get(group)
-        runs = section.get("runs") if isinstance(section, dict) else None
+        runs = section.get(key) if isinstance(section, dict) else None
         if not isinstance(runs, dict):
             continue
         base = raw.get(group)
-        base = base.get("runs") if isinstance(base, dict) else None
+        base = base.get(key) if isinstance(base, dict) else None
         base = base if isinstance(base, dict) else {}
         for name in [n for n in runs if n not in base]:
             warnings.warn(
-                f"params: profiles.{profile}.{group}.runs.{name} in {path} overrides a run that "
-                f"{group}.runs does not define; ignored (a profile modifies runs, never adds one)",
+                f"params: profiles.{profile}.{group}.{key}.{name} in {path} overrides an entry "
+                f"that {group}.{key} does not define; ignored (a profile modifies them, never "
+                f"adds one)",
                 stacklevel=3,
             )
             del runs[name]

@@ -101,6 +101,29 @@ def sli_pairwise(q_emb, q_mask, t_emb, t_mask, attention_temperature=0.1) -> tor
     return _sli_core(raw, _inv_norm(q), _inv_norm(t), qm, tm, attention_temperature)  # (n,)
 
 
+# ----------------------------------------------------------------------------- SLI over cosines
+def _unit_tokens(emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token embeddings L2-normalised, padded positions zero (cleaned first: no NaN reaches
+    a gradient)."""
+    e, _ = _clean(emb, mask)
+    return F.normalize(e, dim=-1, eps=EPS)  # (n, L, d)
+
+
+def sli_cos_scores(q_emb, q_mask, t_emb, t_mask, attention_temperature=0.1, target_chunk=None):
+    """Declared deviation ``sli_cos``: SLI whose attention is ``softmax_j(cos(q_i, t_j) / tau_a)``
+    -- SLI over L2-normalised tokens, so ``tau_a`` is in a unit every backbone shares (the
+    paper's ``sli`` divides raw dot products, whose scale is the backbone's token norms).
+    All pairs ``(n_q, n_t)``."""
+    return sli_scores(_unit_tokens(q_emb, q_mask), q_mask, _unit_tokens(t_emb, t_mask), t_mask,
+                      attention_temperature, target_chunk)
+
+
+def sli_cos_pairwise(q_emb, q_mask, t_emb, t_mask, attention_temperature=0.1) -> torch.Tensor:
+    """:func:`sli_cos_scores` of row ``i`` vs row ``i``: ``(n,)``."""
+    return sli_pairwise(_unit_tokens(q_emb, q_mask), q_mask, _unit_tokens(t_emb, t_mask),
+                        t_mask, attention_temperature)
+
+
 # ----------------------------------------------------------------------------- mean pooling
 def mean_pool(emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean of token embeddings ``(n, d)``; zero vector for a fully padded row."""
@@ -189,7 +212,10 @@ SCORERS: dict[str, Scorer] = {
     "mean": Scorer(mean_cosine_scores, mean_cosine_pairwise),
     "maxsim": Scorer(maxsim_scores, maxsim_pairwise),
     "sli_mean_target": Scorer(sli_mean_target_scores, sli_mean_target_pairwise),
+    "sli_cos": Scorer(sli_cos_scores, sli_cos_pairwise),
 }
+#: scorers with a token attention, and the unit of its logits (``uwe.core.softness``)
+ATTENTION_UNIT: dict[str, str] = {"sli": "raw", "sli_cos": "cosine"}
 
 
 def get_scorer(name: str) -> Scorer:

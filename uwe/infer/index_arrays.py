@@ -94,7 +94,7 @@ def index_from_arrays(
     from uwe.infer.model import Bucket, TargetIndex
 
     device = str(getattr(model, "device", "cpu"))
-    with_unit = getattr(model, "scorer_name", "sli") == "sli"
+    with_unit = getattr(model, "scorer_name", "sli") in ("sli", "sli_cos")
 
     def dev(name):
         return torch.from_numpy(arrays[name]).to(device)

@@ -235,12 +235,15 @@ class UWEModel:
             return tok.reshape(b_q, l_q, -1).sum(1) / denom  # (b_q, n_t)
         budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
-        dense = self.scorer_name == "sli" and q.unpadded
+        # sli_cos = SLI over unit tokens: the dense kernel with every norm 1 (raw dot = cosine)
+        dense = self.scorer_name in ("sli", "sli_cos") and q.unpadded
+        unit = self.scorer_name == "sli_cos"
         blocks, where = [], []  # dense (target chunk) blocks, scored together at the end
         for t in index.buckets:
             chunk = max(1, budget // max(1, b_q * l_q * t.mask.shape[1]))
             if dense and t.unpadded:
                 tu, tn = t.unit_norm()
+                tn = torch.ones_like(tn) if unit else tn
                 for j in range(0, tu.shape[0], chunk):
                     blocks.append((tu[j : j + chunk], tn[j : j + chunk]))
                     where.append(t.index[j : j + chunk])
@@ -251,6 +254,7 @@ class UWEModel:
             out.index_copy_(1, t.index, s.float())
         if blocks:  # on CPU the blocks run side by side, one per thread (sli_dense_blocks)
             qu, qn = q.unit_norm()
+            qn = torch.ones_like(qn) if unit else qn
             for idx, s in zip(where, sli_dense_blocks(qu, qn, blocks, self.attention_temperature),
                               strict=True):
                 out.index_copy_(1, idx, s.float())

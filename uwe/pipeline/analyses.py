@@ -51,6 +51,7 @@ class RunSpec:
     run: RunParams
     budget: BudgetParams
     train: TrainParams | None
+    publish: str | None = None  # budget curves: the result name seed 0 is scored under
 
     @property
     def trains(self) -> bool:
@@ -145,6 +146,42 @@ def run_spec(params: Params, group: str, name: str) -> RunSpec:
         return RunSpec(group, name, run, section.budget, None)
     train = variant_train_params(params.train, run, section.budget, f"models/{group}/{name}")
     return RunSpec(group, name, run, section.budget, train)
+
+
+def budget_spec(params: Params, run: str, point: str) -> RunSpec:
+    """Run ``run`` of ``ablations.runs`` at point ``point`` of ``budgets.points`` (stage
+    ``budgets@<run>-<point>``, :class:`uwe.config.BudgetsParams`): the run's overrides under the
+    point's budget (the run's own seeds and cap are the ablations' and do not apply here),
+    saved to ``models/budgets/<run>-<point>/`` and written to
+    ``metrics/budgets/<run>-<point>.json``.
+    ``publish`` is the result name of a run in ``budgets.publish`` at the point with
+    ``train.steps`` steps (the main model's budget), else None."""
+    section = params.budgets
+    if run not in section.runs:
+        raise ValueError(f"unknown budgets run {run!r}; params.yaml budgets.runs has "
+                         f"{list(section.runs)}")
+    if run not in params.ablations.runs:
+        raise ValueError(f"budgets.runs names {run!r}, which ablations.runs does not define "
+                         f"(it has {list(params.ablations.runs)})")
+    if point not in section.points:
+        raise ValueError(f"unknown budgets point {point!r}; params.yaml budgets.points has "
+                         f"{list(section.points)}")
+    overrides = params.ablations.runs[run]
+    if overrides.model is not None:
+        raise ValueError(f"budgets.runs names {run!r}, which trains nothing "
+                         f"(model={overrides.model!r})")
+    unknown = sorted(r for r in section.publish.values() if r not in section.runs)
+    if unknown:
+        raise ValueError(f"budgets.publish names run(s) {unknown} not in budgets.runs "
+                         f"{list(section.runs)}")
+    run_params = dataclasses.replace(overrides, seeds=None, max_minutes=None)
+    budget = section.points[point]
+    name = f"{run}-{point}"
+    train = variant_train_params(params.train, run_params, budget, f"models/budgets/{name}")
+    publish = next((result for result, r in section.publish.items() if r == run), None)
+    if budget.steps != params.train.steps:
+        publish = None
+    return RunSpec("budgets", name, run_params, budget, train, publish)
 
 
 def macro_tasks(data_root: str | Path, family: str = "heldout", split: str = "test") -> list[str]:
@@ -273,7 +310,7 @@ def evaluate_run(spec: RunSpec, params: Params, root: str | Path,
     tasks = macro_tasks(data_root)
     zeroshot = zeroshot_tasks(data_root)
     summaries = summaries or {}
-    entries, info = [], {}
+    entries, info, published = [], {}, None
     bottom: tuple | None = None  # (k, cache, reference backbone), built for the first model
     for seed in spec.seeds:
         model = load_run_model(spec, params, root, seed)
@@ -290,12 +327,14 @@ def evaluate_run(spec: RunSpec, params: Params, root: str | Path,
                        progress=progress, model_name=f"{spec.group}/{spec.name}",
                        index_cache=cache)
         entry = {"seed": seed, "training": summaries.get(seed), "evaluation": res,
-                 "cached_bottom": cached}
+                 "cached_bottom": cached, "softness": model_softness(model, data_root)}
         if zeroshot:
             entry["zeroshot"] = evaluate(model, "zeroshot", tasks=zeroshot, root=data_root,
                                          query_chunk=params.evaluate.query_chunk,
                                          progress=progress, index_cache=cache,
                                          model_name=f"{spec.group}/{spec.name}")
+        if spec.publish is not None and seed == spec.seeds[0]:
+            published = publish_model(model, spec.publish, params, data_root, progress)
         entries.append(entry)
         del model
     result = {
@@ -305,8 +344,66 @@ def evaluate_run(spec: RunSpec, params: Params, root: str | Path,
         "model": spec.run.model or f"models/{spec.group}/{spec.name}", "model_info": info,
         "tasks": tasks, "seeds": entries,
     }
+    if spec.group == "budgets":
+        result["point"] = spec.name.rsplit("-", 1)[1]
+        result["pairs_per_graph"] = {g: spec.budget.steps * n for g, n in
+                                     _batch_sizes(spec.train).items()}
+    if published is not None:
+        result["published"] = published
     write_results(result, spec.metrics_path(root))
     return result
+
+
+def _batch_sizes(train: TrainParams) -> dict[str, int]:
+    """Pairs per step of each training graph (its own batch size, else ``train.batch_size``)."""
+    return {g: p.batch_size or train.batch_size for g, p in train.graphs.items()}
+
+
+def model_softness(model: Any, data_root: str | Path,
+                   max_queries: int | None = 200) -> dict | None:
+    """Softness of ``model``'s attention at its own temperature over the (query, positive)
+    pairs of the heldout val splits (:mod:`uwe.bench.softness`); None for a scorer without
+    token attention."""
+    from uwe.bench.softness import attention_unit, softness_report
+    from uwe.train.validation import load_val_sets
+
+    unit = attention_unit(getattr(model, "scorer_name", "") or "")
+    if unit is None:
+        return None
+    report = softness_report(model.encoder, load_val_sets(data_root, None, max_queries),
+                             [model.attention_temperature], attention=unit)
+    entry = report["by_temperature"][0]
+    return {"attention": unit, "pairs": report["pairs"],
+            **{k: entry[k] for k in ("temperature", "max_weight", "entropy", "entropy_fraction")}}
+
+
+def publish_model(model: Any, name: str, params: Params, data_root: str | Path,
+                  progress: bool = True) -> dict:
+    """``model`` scored as result ``name`` on every family of ``evaluate.families``, uncapped,
+    as the ``evaluate`` stage scores the main model -> ``{"name", "families": {family:
+    result}}`` (the results table's row, :func:`uwe.pipeline.reporting.load_results`)."""
+    from uwe.bench.evaluation import QueryMemo, TargetIndexes, evaluate
+
+    shared, memo = TargetIndexes(), QueryMemo()
+    families = {family: evaluate(model, family, root=data_root,
+                                 query_chunk=params.evaluate.query_chunk, model_name=name,
+                                 index_cache=shared, memo=memo, progress=progress)
+                for family in params.evaluate.families}
+    return {"name": name, "families": families}
+
+
+def prune_models(spec: RunSpec, root: str | Path) -> list[Path]:
+    """Remove a budget run's model folders once it is scored (the curves keep numbers, not
+    ~90 MB per seed), except the published seed's -> the folders removed."""
+    removed = []
+    for seed in spec.seeds:
+        if spec.publish is not None and seed == spec.seeds[0]:
+            continue
+        folder = spec.model_dir(root, seed)
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
 
 
 def run_frame(result: dict) -> pd.DataFrame:

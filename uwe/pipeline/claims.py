@@ -32,7 +32,14 @@ VERDICT_RULE = (
     f"**holds** when d > {Z:g} se, **does not hold** when d < -{Z:g} se, **not decided at this "
     f"budget** otherwise, and whenever a trained side has a single seed (its spread unknown). "
     f"The main model is trained once (seed 0): its seed std is taken from `ablations/reference`, "
-    f"the same recipe at the analysis budget over its seeds (marked \"proxy\"). The latency "
+    f"the same recipe at the analysis budget over its seeds (marked \"proxy\"). The scorer and "
+    f"loss claims are decided on their budget curves (`metrics/budgets.json`): a verdict at each "
+    f"budget (a one-seed point borrows its run's spread at the nearest budget with seeds: "
+    f"\"proxy\"), a trend of the gap from the smallest to the largest budget (stable when the "
+    f"change lies within {Z:g} se of it, else widening, closing, or crossed when it changed sign), "
+    f"and the row's verdict at the largest budget, except that a gap beyond -{Z:g} se there that "
+    f"is closing is **not decided at this budget** (the budget named), never **does not hold**. "
+    f"The latency "
     f"claim holds when the SLI / mean-pooling latency ratio (batch 1, cached targets) is at "
     f"most {LATENCY_NEAR:g} (the paper: 15.9 / 13.2 ms = 1.20).")
 
@@ -181,6 +188,121 @@ class Claim:
     se: float | None
     verdict: str
     note: str = ""
+    budget: int | None = None  # training steps the verdict is taken at (budget curves)
+    trend: str | None = None  # of the gap over the budgets: stable / widening / closing / crossed
+    budgets: list[dict] | None = None  # per budget: steps, pairs per graph, d, se, verdict
+
+    def verdict_text(self) -> str:
+        if self.verdict == UNDECIDED and self.budget is not None:
+            return f"{UNDECIDED} ({self.budget} steps)"
+        return self.verdict
+
+
+# ------------------------------------------------------------------------------ budget curves
+STABLE, WIDENING, CLOSING, CROSSED = "stable", "widening", "closing", "crossed"
+
+
+def _curve_sides(budgets: Mapping, run: str, label: str) -> dict[int, Side]:
+    """steps -> Side of run ``run`` on its budget curve; a one-seed point borrows the std of the
+    nearest budget with seeds (``proxy``), none when no budget has two seeds."""
+    curve = budgets.get("curves", {}).get(run) or []
+    spread = [(e["steps"], e.get("map_std")) for e in curve
+              if (e.get("n_seeds") or 0) > 1 and e.get("map_std") is not None]
+    out = {}
+    for e in curve:
+        n = int(e.get("n_seeds") or 0)
+        name = f"{label}{_softness_label(e.get('softness'))}"
+        if n > 1:
+            out[e["steps"]] = Side(name, e.get("map"), e.get("map_std"), n)
+        elif spread:
+            std = min(spread, key=lambda s, st=e["steps"]: abs(math.log(s[0] / st)))[1]
+            out[e["steps"]] = Side(name, e.get("map"), std, max(n, 1), proxy=True)
+        else:
+            out[e["steps"]] = Side(name, e.get("map"), None, n)
+    return out
+
+
+def _softness_label(softness: Mapping | None) -> str:
+    """" (tau_a 30: max w 0.37, H/log Lt 0.91)" for an SLI run, "" otherwise."""
+    if not softness:
+        return ""
+    unit = "" if softness.get("attention") == "raw" else " over cosines"
+    return (f" (tau_a {softness['temperature']:g}{unit}: max w {softness['max_weight']:.2f}, "
+            f"H/log Lt {softness['entropy_fraction']:.2f})")
+
+
+def gap_trend(points: Sequence[Mapping], z: float = Z) -> str | None:
+    """How the gap ``d`` moves from the smallest to the largest budget (module rule); None with
+    fewer than two budgets or an unknown spread."""
+    known = [p for p in points if p.get("d") is not None]
+    if len(known) < 2:
+        return None
+    first, last = known[0], known[-1]
+    if first.get("se") is None or last.get("se") is None:
+        return None
+    change = last["d"] - first["d"]
+    if abs(change) <= z * math.sqrt(first["se"] ** 2 + last["se"] ** 2):
+        return STABLE
+    if first["d"] * last["d"] < 0:
+        return CROSSED
+    return WIDENING if abs(last["d"]) > abs(first["d"]) else CLOSING
+
+
+def budget_verdict(points: Sequence[Mapping], z: float = Z) -> tuple[str, str | None, int | None]:
+    """(verdict, trend, steps) of a comparison measured at several budgets (module rule): the
+    verdict at the largest budget, except that a losing gap that is closing is not decided."""
+    known = [p for p in points if p.get("d") is not None]
+    if not known:
+        return UNDECIDED, None, None
+    last = known[-1]
+    trend = gap_trend(known, z)
+    verdict = last["verdict"]
+    if verdict == FAILS and trend == CLOSING:
+        verdict = UNDECIDED
+    return verdict, trend, last["steps"]
+
+
+def _curve_points(budgets: Mapping, run_a: str, label_a: str, run_b: str, label_b: str
+                  ) -> tuple[list[dict], dict[int, Side], dict[int, Side]]:
+    """The comparison "a > b" at every budget both runs were measured at, by steps."""
+    a, b = _curve_sides(budgets, run_a, label_a), _curve_sides(budgets, run_b, label_b)
+    pairs = {e["steps"]: e["pairs_per_graph"] for e in budgets["curves"].get(run_a, [])}
+    points = []
+    for steps in sorted(set(a) & set(b)):
+        c = compare(a[steps], b[steps])
+        points.append({"steps": steps, "pairs_per_graph": pairs.get(steps), "d": c["d"],
+                       "se": c["se"], "verdict": c["verdict"],
+                       "proxy": a[steps].proxy or b[steps].proxy,
+                       "n_seeds": [a[steps].n, b[steps].n]})
+    return points, a, b
+
+
+def _points_text(points: Sequence[Mapping]) -> str:
+    parts = []
+    for p in points:
+        gap = "n/a" if p["d"] is None else (
+            f"{100 * p['d']:+.2f}" + ("" if p["se"] is None else f" ± {100 * p['se']:.2f}"))
+        seeds = "/".join(str(n) for n in p["n_seeds"])
+        proxy = ", proxy spread" if p["proxy"] else ""
+        parts.append(f"{p['steps']} steps ({seeds} seeds{proxy}): {gap}, {p['verdict']}")
+    return "; ".join(parts)
+
+
+def _curve_claim(cid: str, text: str, paper: str, budgets: Mapping, a: tuple[str, str],
+                 b: tuple[str, str]) -> Claim:
+    """A pair claim decided on the budget curves of runs ``a`` and ``b`` ((run, label))."""
+    if a[0] not in budgets.get("curves", {}) or b[0] not in budgets.get("curves", {}):
+        return Claim(cid, text, paper, "not run", None, None, UNDECIDED, "no budget curve")
+    points, sa, sb = _curve_points(budgets, a[0], a[1], b[0], b[1])
+    verdict, trend, steps = budget_verdict(points)
+    if not points:
+        return Claim(cid, text, paper, "no budget both runs were measured at", None, None,
+                     UNDECIDED)
+    last = points[-1]
+    ours = f"{sa[last['steps']].text()} vs {sb[last['steps']].text()} at {last['steps']} steps"
+    note = f"by budget: {_points_text(points)}; gap {trend or 'trend unknown'}"
+    return Claim(cid, text, paper, ours, last["d"], last["se"], verdict, note, steps, trend,
+                 points)
 
 
 def _pair_claim(cid: str, text: str, paper: str, a: Side | None, b: Side | None,
@@ -190,6 +312,14 @@ def _pair_claim(cid: str, text: str, paper: str, a: Side | None, b: Side | None,
     c = compare(a, b)
     return Claim(cid, text, paper, f"{a.text()} vs {b.text()}", c["d"], c["se"], c["verdict"],
                  note or (c["why"] or ""))
+
+
+def _run_of(ablations: Mapping, axis: str, value: Any) -> str | None:
+    """The ablation run at ``value`` of ``axis`` (the reference for the base value)."""
+    for e in ablations.get("axes", {}).get(axis, []):
+        if e["value"] == value:
+            return e["run"]
+    return None
 
 
 def build_claims(metrics_dir: str | Path, main_model: str = "uwe",
@@ -215,27 +345,12 @@ def build_claims(metrics_dir: str | Path, main_model: str = "uwe",
         note=f"mean MAP gain over the untuned backbone on the task groups a graph does not "
              f"train; {cells} gain beyond {Z:g} se" if side is not None else ""))
 
-    # 2-3. loss and scorer ablations, 4. synthetic data
-    ref = _ablation_side(ablations, "loss", "many_to_many")
-    claims.append(_pair_claim("loss_m2m_vs_o2o", "Many-to-many InfoNCE > one-to-one InfoNCE",
-                              "38.33 vs 36.40 (+1.93)", ref,
-                              _ablation_side(ablations, "loss", "one_to_one")))
-    claims.append(_pair_claim("loss_m2m_vs_symmetric",
-                              "Many-to-many (multi-positive) > symmetric per-graph InfoNCE",
-                              "38.33 vs 38.17 (+0.16)", ref,
-                              _ablation_side(ablations, "loss", "symmetric")))
-    sli, mean = (_ablation_side(ablations, "scorer", s) for s in ("sli", "mean"))
-    maxsim = _ablation_side(ablations, "scorer", "maxsim")
-    chain = [_pair_claim("", "", "", sli, mean), _pair_claim("", "", "", mean, maxsim)]
-    ours = "; ".join(c.ours for c in chain)
-    claims.append(Claim("scorer_chain", "SLI > mean pooling > hard MaxSim",
-                        "39.45 > 38.00 > 37.63", ours,
-                        chain[0].d, chain[0].se, combine([c.verdict for c in chain]),
-                        "SLI > mean: " + chain[0].verdict + "; mean > MaxSim: " + chain[1].verdict))
-    claims.append(_pair_claim("scorer_sli_vs_mean_target",
-                              "SLI on both sides > SLI with a mean-pooled target",
-                              "39.45 vs 39.12 (+0.33)", sli,
-                              _ablation_side(ablations, "scorer", "sli_mean_target")))
+    # 2-3. loss and scorer claims (on the budget curves when collected), 4. synthetic data
+    budgets_path = metrics_dir / "budgets.json"
+    if budgets_path.is_file():
+        claims += _curve_claims(read_json(budgets_path), ablations)
+    else:
+        claims += _ablation_claims(ablations)
     graphs_axis = ablations.get("axes", {}).get("graphs", [])
     no_syn = next((e for e in graphs_axis if not e.get("reference")), None)
     claims.append(_pair_claim(
@@ -279,6 +394,65 @@ def build_claims(metrics_dir: str | Path, main_model: str = "uwe",
 
     # 7. latency of SLI vs mean pooling with cached targets
     claims.append(_latency_claim(latency))
+    return claims
+
+
+
+LOSS_M2M_O2O = ("loss_m2m_vs_o2o", "Many-to-many InfoNCE > one-to-one InfoNCE",
+                "38.33 vs 36.40 (+1.93)")
+LOSS_M2M_SYM = ("loss_m2m_vs_symmetric", "Many-to-many (multi-positive) > symmetric per-graph "
+                "InfoNCE", "38.33 vs 38.17 (+0.16)")
+SCORER_CHAIN = ("scorer_chain", "SLI > mean pooling > hard MaxSim", "39.45 > 38.00 > 37.63")
+SCORER_MEAN_TARGET = ("scorer_sli_vs_mean_target", "SLI on both sides > SLI with a mean-pooled "
+                      "target", "39.45 vs 39.12 (+0.33)")
+
+
+def _curve_claims(budgets: Mapping, ablations: Mapping) -> list[Claim]:
+    """The loss and scorer claims on the budget curves (module rule)."""
+    def run(axis: str, value: str) -> tuple[str, str]:
+        return (_run_of(ablations, axis, value) or f"{axis}_{value}", f"{axis} {value}")
+
+    m2m = run("loss", "many_to_many")
+    claims = [_curve_claim(*LOSS_M2M_O2O, budgets, m2m, run("loss", "one_to_one")),
+              _curve_claim(*LOSS_M2M_SYM, budgets, m2m, run("loss", "symmetric"))]
+    sli, mean, maxsim = run("scorer", "sli"), run("scorer", "mean"), run("scorer", "maxsim")
+    links = [_curve_claim("", "", "", budgets, sli, mean),
+             _curve_claim("", "", "", budgets, mean, maxsim)]
+    first = links[0]
+    claims.append(Claim(
+        *SCORER_CHAIN, "; ".join(c.ours for c in links), first.d, first.se,
+        combine([c.verdict for c in links]),
+        f"SLI > mean: {first.verdict_text()}, {first.note}; mean > MaxSim: "
+        f"{links[1].verdict_text()}, {links[1].note}", first.budget, first.trend,
+        first.budgets))
+    claims.append(_curve_claim(*SCORER_MEAN_TARGET, budgets, sli,
+                               run("scorer", "sli_mean_target")))
+    return claims
+
+
+def _ablation_claims(ablations: Mapping) -> list[Claim]:
+    """The loss and scorer claims at the ablations' budget alone (no budget curves)."""
+    claims = []
+    ref = _ablation_side(ablations, "loss", "many_to_many")
+    claims.append(_pair_claim("loss_m2m_vs_o2o", "Many-to-many InfoNCE > one-to-one InfoNCE",
+                              "38.33 vs 36.40 (+1.93)", ref,
+                              _ablation_side(ablations, "loss", "one_to_one")))
+    claims.append(_pair_claim("loss_m2m_vs_symmetric",
+                              "Many-to-many (multi-positive) > symmetric per-graph InfoNCE",
+                              "38.33 vs 38.17 (+0.16)", ref,
+                              _ablation_side(ablations, "loss", "symmetric")))
+    sli, mean = (_ablation_side(ablations, "scorer", s) for s in ("sli", "mean"))
+    maxsim = _ablation_side(ablations, "scorer", "maxsim")
+    chain = [_pair_claim("", "", "", sli, mean), _pair_claim("", "", "", mean, maxsim)]
+    ours = "; ".join(c.ours for c in chain)
+    claims.append(Claim("scorer_chain", "SLI > mean pooling > hard MaxSim",
+                        "39.45 > 38.00 > 37.63", ours,
+                        chain[0].d, chain[0].se, combine([c.verdict for c in chain]),
+                        "SLI > mean: " + chain[0].verdict + "; mean > MaxSim: " + chain[1].verdict))
+    claims.append(_pair_claim("scorer_sli_vs_mean_target",
+                              "SLI on both sides > SLI with a mean-pooled target",
+                              "39.45 vs 39.12 (+0.33)", sli,
+                              _ablation_side(ablations, "scorer", "sli_mean_target")))
     return claims
 
 
@@ -341,7 +515,7 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
         d = num(c.d, "{:.2f}") if c.id == "latency" else num(None if c.d is None
                                                               else 100 * c.d, "{:+.2f}")
         se = num(None if c.se is None else 100 * c.se, "{:.2f}")
-        lines.append(f"| {c.claim} | {c.paper} | {ours} | {d} | {se} | **{c.verdict}** |")
+        lines.append(f"| {c.claim} | {c.paper} | {ours} | {d} | {se} | **{c.verdict_text()}** |")
     return "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
 
 

@@ -241,3 +241,36 @@ def zeroshot_bars(zeroshot: dict, metric: str = "map"):
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
+
+
+def budget_curves(budgets: dict, lines: dict[str, str], title: str, metric: str = "map"):
+    """One claim's budget curves: heldout macro ``metric`` (%) against the pairs seen per
+    graph (log axis), one line per ``{label: run}`` of ``metrics/budgets.json``, mean ± std over
+    seeds (a one-seed point is drawn hollow, without a bar), each point marked with its seeds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for k, (label, run) in enumerate(lines.items()):
+        curve = budgets["curves"].get(run) or []
+        if not curve:
+            continue
+        x = [e["pairs_per_graph"] for e in curve]
+        y = [float("nan") if e.get(metric) is None else 100 * e[metric] for e in curve]
+        err = [0.0 if e.get(f"{metric}_std") is None else 100 * e[f"{metric}_std"]
+               for e in curve]
+        color = f"C{k}"
+        ax.errorbar(x, y, yerr=err, color=color, lw=1.3, capsize=3, label=label, zorder=2)
+        for xi, yi, e in zip(x, y, curve, strict=True):
+            one = int(e.get("n_seeds") or 0) < 2
+            ax.plot(xi, yi, "o", ms=5, mfc="white" if one else color, mec=color, zorder=3)
+    ax.set_xscale("log")
+    steps = sorted({(e["pairs_per_graph"], e["steps"]) for c in budgets["curves"].values()
+                    for e in c})
+    ax.set_xticks([p for p, _ in steps], [f"{p:,}\n({s} steps)" for p, s in steps], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("pairs seen per training graph (log)", fontsize=8)
+    ax.set_ylabel(f"heldout macro {metric.upper()} (%)", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(f"{title} (mean ± std over seeds; hollow: one seed)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

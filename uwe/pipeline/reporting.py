@@ -37,10 +37,15 @@ def _unit_order(units: set[str], level: str) -> list[str]:
 
 
 def load_results(
-    metrics_dir: str | Path = "metrics/workbench", families: Sequence[str] = ("full", "heldout")
+    metrics_dir: str | Path = "metrics/workbench", families: Sequence[str] = ("full", "heldout"),
+    published_dir: str | Path | None = None,
 ) -> list[dict]:
-    """All result dicts under ``<metrics_dir>/<family>/*.json``, sorted by family then file."""
+    """All result dicts under ``<metrics_dir>/<family>/*.json``, sorted by family then file;
+    with ``published_dir`` (``metrics/budgets``) each family's list ends with the models that
+    budget runs published (``budgets.publish``: the ``published`` entry of their result,
+    :func:`uwe.pipeline.analyses.publish_model`), sorted by name."""
     out = []
+    published = _published(published_dir) if published_dir is not None else {}
     for family in families:
         for path in sorted((Path(metrics_dir) / family).glob("*.json")):
             try:
@@ -52,6 +57,23 @@ def load_results(
             res.setdefault("family", family)
             res.setdefault("model", path.stem)
             out.append(res)
+        for name in sorted(published):
+            if family in published[name]:
+                out.append({**published[name][family], "family": family, "model": name})
+    return out
+
+
+def _published(folder: str | Path) -> dict[str, dict[str, dict]]:
+    """name -> family -> result of every published model under ``folder`` (budget results)."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        entry = res.get("published") if isinstance(res, dict) else None
+        if entry is None:
+            continue
+        if entry["name"] in out:
+            raise ValueError(f"{path}: result {entry['name']!r} is published by two budget runs")
+        out[entry["name"]] = entry["families"]
     return out
 
 
@@ -63,12 +85,14 @@ def results_table(
     metrics_dir: str | Path = "metrics/workbench",
     families: Sequence[str] = ("full", "heldout"),
     level: str = "task",
+    published_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One row per (family, model); per-task (or per-group) MAP / RP@10 and macro, in %."""
+    """One row per (family, model); per-task (or per-group) MAP / RP@10 and macro, in %
+    (``published_dir``: :func:`load_results`)."""
     if level not in ("task", "group"):
         raise ValueError(f"level must be 'task' or 'group', got {level!r}")
     key = "tasks" if level == "task" else "groups"
-    results = load_results(metrics_dir, families)
+    results = load_results(metrics_dir, families, published_dir)
     units = _unit_order({u for r in results for u in r.get(key, {})}, level)
     columns = ["family", "model"] + [
         f"{u} {label}" for u in [*units, "macro"] for label in TABLE_METRICS.values()

@@ -32,6 +32,8 @@ from uwe.io import read_json
 METRICS = ("map", "rp@10")
 LABELS = {"map": "MAP", "rp@10": "RP@10"}
 AXES = ("scorer", "loss", "attention_temperature", "graphs")
+# the sli_cos runs' temperature (attention over cosines: another unit than the raw-dot axis)
+COSINE_AXIS = "cosine_attention_temperature"
 ALL_GRAPHS = "all"  # the value of the reference (every graph of ``train``) on the graphs axis
 # display order of the factor values (the paper's progression), unknown values last
 AXIS_ORDER = {"scorer": ("mean", "maxsim", "sli_mean_target", "sli"),
@@ -192,14 +194,16 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
     attention-temperature axis holds the SLI runs instead (scorer SLI, any temperature,
     nothing else changed): the temperature means nothing to the other scorers."""
     results = load_runs(metrics_dir, "ablations", list(runs))
-    out_runs, axes = {}, {a: [] for a in AXES}
+    out_runs, axes = {}, {a: [] for a in (*AXES, COSINE_AXIS)}
     base_values = {a: _factor(RunParams(), base, a) for a in AXES}
     sli_base = base_values["scorer"] == "sli"
     for name, run in runs.items():
         agg = _aggregate_run(results[name])
+        softness = _softness_mean(results[name])
         out_runs[name] = {"overrides": results[name].get("overrides", {}),
                           "n_seeds": agg["n_seeds"], "macro": agg["macro"],
-                          "groups": agg["groups"], "zeroshot": _zeroshot_seeds(results[name])}
+                          "groups": agg["groups"], "zeroshot": _zeroshot_seeds(results[name]),
+                          "softness": softness}
         if run.model is not None:
             continue
         values = {a: _factor(run, base, a) for a in AXES}
@@ -212,10 +216,14 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
             if values["scorer"] == "sli" and set(changed) <= {"scorer",
                                                               "attention_temperature"}:
                 on_axes = (*on_axes, "attention_temperature")
+        if values["scorer"] == "sli_cos" and set(changed) <= {"scorer", "attention_temperature"}:
+            # the declared deviation: attention over cosines, its own temperature axis
+            on_axes = (COSINE_AXIS,)
         for axis in on_axes:
-            axes[axis].append({"run": name, "value": values[axis], "reference": not changed,
-                               "n_seeds": agg["n_seeds"], **agg["macro"]})
-    for axis in AXES:
+            value = values["attention_temperature" if axis == COSINE_AXIS else axis]
+            axes[axis].append({"run": name, "value": value, "reference": not changed,
+                               "n_seeds": agg["n_seeds"], "softness": softness, **agg["macro"]})
+    for axis in (*AXES, COSINE_AXIS):
         axes[axis].sort(key=lambda e, a=axis: _axis_key(a, e["value"]))
     seeds = sorted({e["seed"] for r in results.values() for e in r["seeds"]
                     if e["seed"] is not None})
@@ -226,11 +234,13 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
             "profile": first.get("profile")}
 
 
-def collect_zeroshot(workbench_dir: str | Path, family: str = "zeroshot") -> dict:
-    """Per model (``metrics/workbench/<family>/*.json``): MAP / RP@10 per task and the mean."""
+def collect_zeroshot(workbench_dir: str | Path, family: str = "zeroshot",
+                     published_dir: str | Path | None = None) -> dict:
+    """Per model (``metrics/workbench/<family>/*.json``, and the budget runs' published models
+    with ``published_dir``): MAP / RP@10 per task and the mean."""
     from uwe.pipeline.reporting import load_results
 
-    results = load_results(workbench_dir, (family,))
+    results = load_results(workbench_dir, (family,), published_dir)
     registered = task_lib.registered_tasks(family) if family in task_lib.FAMILIES else []
     present = {t for r in results for t in r["tasks"]}
     tasks = [t for t in registered if t in present] + sorted(present - set(registered))
@@ -261,12 +271,16 @@ def transfer_frame(transfer: Mapping, metric: str = "map", gain: bool = False) -
 
 def ordered_axes(ablations: Mapping) -> list[str]:
     """The factors of ``ablations`` in :data:`AXES` order (a JSON file sorts its keys)."""
-    known = [a for a in AXES if a in ablations["axes"]]
+    known = [a for a in (*AXES, COSINE_AXIS) if a in ablations["axes"]]
     return known + sorted(set(ablations["axes"]) - set(known))
 
 
 def ablations_frame(ablations: Mapping) -> pd.DataFrame:
-    """One row per (factor, value): macro MAP / RP@10 mean and std in %, seeds."""
+    """One row per (factor, value): macro MAP / RP@10 mean and std in %, seeds, and for an SLI
+    run how soft its attention was (:func:`uwe.bench.softness.softness_text`: a largest weight
+    near 1 is hard MaxSim in disguise)."""
+    from uwe.bench.softness import softness_text
+
     rows = []
     for axis in ordered_axes(ablations):
         for e in ablations["axes"][axis]:
@@ -274,6 +288,7 @@ def ablations_frame(ablations: Mapping) -> pd.DataFrame:
             for m in METRICS:
                 row[f"macro {LABELS[m]}"] = _pct(e.get(m))
                 row[f"{LABELS[m]} std"] = _pct(e.get(f"{m}_std"))
+            row["attention"] = softness_text(e.get("softness"))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -287,4 +302,71 @@ def zeroshot_frame(zeroshot: Mapping) -> pd.DataFrame:
             for m in METRICS:
                 row[f"{task} {LABELS[m]}"] = _pct(zeroshot["models"][model].get(task, {}).get(m))
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ budget curves
+def _softness_mean(result: Mapping) -> dict[str, Any] | None:
+    """A run's attention softness, mean over its seeds (None for a scorer without attention,
+    or a result written before softness was measured)."""
+    per_seed = [e.get("softness") for e in result["seeds"]]
+    if not per_seed or any(s is None for s in per_seed):
+        return None
+    out: dict[str, Any] = {"attention": per_seed[0]["attention"],
+                           "temperature": per_seed[0]["temperature"]}
+    for key in ("max_weight", "entropy", "entropy_fraction"):
+        out[key] = mean_std([s[key] for s in per_seed])[0]
+    return out
+
+
+def _curve_point(point: str, result: Mapping, base: TrainParams) -> dict[str, Any]:
+    agg = _aggregate_run(result)
+    budget = result["budget"]
+    steps = int(budget["steps"])
+    batch = budget.get("batch_size") or base.batch_size
+    return {"point": point, "steps": steps, "pairs_per_graph": steps * int(batch),
+            "n_seeds": agg["n_seeds"], **agg["macro"], "groups": agg["groups"],
+            "softness": _softness_mean(result),
+            "val_map": mean_std([(e.get("training") or {}).get("best_val_map")
+                                 for e in result["seeds"]])[0]}
+
+
+def collect_budgets(metrics_dir: str | Path, runs: Sequence[str], points: Sequence[str],
+                    base: TrainParams, first_point: str = "ablations") -> dict:
+    """Budget curves -> ``metrics/budgets.json``: per run, its heldout macro MAP / RP@10 (mean
+    and std over seeds, the groups too) at the ablations' budget (``metrics/ablations/<run>.json``,
+    the curve's first point, named ``first_point``) and at every point of ``budgets.points``
+    whose stage has run (``metrics/budgets/<run>-<point>.json``), sorted by steps, with the
+    pairs seen per graph (steps x batch) and the attention softness. Points not run yet are
+    listed under ``missing`` (the ``budgets@<run>-<point>`` stages to run)."""
+    metrics_dir = Path(metrics_dir)
+    ablations = load_runs(metrics_dir, "ablations", list(runs))
+    curves, missing = {}, []
+    for run in runs:
+        curve = [_curve_point(first_point, ablations[run], base)]
+        for point in points:
+            path = metrics_dir / "budgets" / f"{run}-{point}.json"
+            if path.is_file():
+                curve.append(_curve_point(point, read_json(path), base))
+            else:
+                missing.append(f"{run}-{point}")
+        curves[run] = sorted(curve, key=lambda e: e["steps"])
+    return {"units": "fraction", "metrics": list(METRICS), "runs": list(runs),
+            "points": [first_point, *points], "curves": curves, "missing": missing,
+            "family": "heldout",
+            "max_queries": next(iter(ablations.values()))["budget"].get("max_queries")}
+
+
+def budgets_frame(budgets: Mapping) -> pd.DataFrame:
+    """One row per (run, point): steps, pairs per graph, seeds, macro MAP mean and std (%),
+    and the softness of an SLI run's attention."""
+    from uwe.bench.softness import softness_text
+
+    rows = []
+    for run in budgets["runs"]:
+        for e in budgets["curves"][run]:
+            rows.append({"run": run, "point": e["point"], "steps": e["steps"],
+                         "pairs/graph": e["pairs_per_graph"], "seeds": e["n_seeds"],
+                         "macro MAP": _pct(e.get("map")), "MAP std": _pct(e.get("map_std")),
+                         "attention": softness_text(e.get("softness"))})
     return pd.DataFrame(rows)
