@@ -7,7 +7,7 @@ the full resolved config, val macro MAP and per-task MAP, minutes (training and 
 steps, pairs seen per graph and the frozen-bottom cache report. ``--table`` prints the table of
 every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--readme``
 writes it into README.md between the ``recipes:start`` / ``recipes:end`` markers. The table is
-made from the result files only (``uwe.pipeline.reporting.recipe_table``).
+made from the result files only (``uwe.pipeline.recipes.recipe_table``).
 
     python scripts/recipe_search.py --list
     UWE_THREADS=1 python scripts/recipe_search.py --run k3_b128_mean_lr1e-4_s150
@@ -66,12 +66,8 @@ def main() -> None:
             print(name, over)
         return
     if args.table:
-        from uwe.pipeline.reporting import (
-            RECIPES_END,
-            RECIPES_START,
-            recipe_table,
-            replace_between_markers,
-        )
+        from uwe.pipeline.recipes import RECIPES_END, RECIPES_START, recipe_table
+        from uwe.pipeline.reporting import replace_between_markers
 
         table = recipe_table(root / OUT)
         print(table)

@@ -153,6 +153,27 @@ def test_analysis_stages_run_one_instance_per_configured_run(group):
     assert f"metrics/{group}" in STAGES["figures"]["deps"]
 
 
+def test_budget_curves_are_a_matrix_of_ablation_runs_with_committed_outputs_only():
+    """budgets@<run>-<point>: one instance per (run of budgets.runs, point); every output is a
+    committed file (cache: false) and none is a model, so that a fresh clone's dvc repro finds
+    the instances up to date instead of training them again for hours."""
+    stage = STAGES["budgets"]
+    assert stage["matrix"] == {"run": "${budgets.runs}", "point": "${budgets.points}"}
+    assert "-p group budgets -p run ${item.run} -p point ${item.point}" in stage["cmd"]
+    runs = PARAMS["budgets"]["runs"]
+    assert runs and set(runs) <= set(PARAMS["ablations"]["runs"])
+    assert all(PARAMS["ablations"]["runs"][r].get("model") is None for r in runs)
+    assert set(PARAMS["budgets"]["publish"].values()) <= set(runs)
+    outs = [*stage["outs"], *stage["metrics"]]
+    assert all(isinstance(o, dict) and next(iter(o.values())) == {"cache": False} for o in outs)
+    assert not any(next(iter(o)).startswith("models/") for o in outs)
+    assert {"ablations.runs.${item.run}", "budgets.points.${item.point}", "budgets.publish",
+            "train", "evaluate"} <= set(stage["params"])
+    assert "metrics/budgets" in STAGES["figures"]["deps"]
+    ignore = (REPO / "notebooks" / "executed" / ".gitignore").read_text().splitlines()
+    assert "!/04_variant_budgets_*.ipynb" in ignore  # committed beside the metrics
+
+
 def test_figures_stage_collects_lists_and_persists_the_readme():
     figures = STAGES["figures"]
     assert {"metrics/transfer.json", "metrics/ablations.json",

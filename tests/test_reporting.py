@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from uwe.bench.evaluation import write_results
-from uwe.pipeline import reporting
+from uwe.pipeline import recipes, reporting
 from uwe.pipeline.reporting import results_table, write_results_table
 
 
@@ -151,29 +151,46 @@ def test_recipe_table_is_made_from_the_result_files(tmp_path):
              "skill_extraction_tech": 0.6}
     _recipe(tmp_path, "a", 0.40, tasks, {"lr": 1e-4})
     _recipe(tmp_path, "b", 0.45, {**tasks, "job2skill": 0.2}, {"scorer": "mean"}, 2.5)
-    table = reporting.recipe_table(tmp_path)
+    table = recipes.recipe_table(tmp_path)
     lines = table.strip().splitlines()
     assert lines[2].startswith("| b | scorer=mean | 45.00 | – | 20.0 |")  # best first
     assert "| 50.0 |" in lines[3]  # skill_extraction = mean of house and tech
-    assert lines[2].endswith("| 2.5 | 1,280 | fp32 | – |")  # before precision was recorded
+    assert lines[2].endswith("| 2.5 | 1,280 | fp32 | – | – |")  # before precision was recorded
     _recipe(tmp_path, "c", 0.35, tasks, {"precision": "bf16"})
     rec = json.loads((tmp_path / "c.json").read_text())
     rec.update(precision="bf16", cpu={"cpu": "AMD EPYC 9R14 96-Core Processor",
                                       "avx512_bf16": True, "amx_bf16": False})
     (tmp_path / "c.json").write_text(json.dumps(rec))
-    assert reporting.recipe_table(tmp_path).strip().splitlines()[-1].endswith(
-        "| bf16 | AMD EPYC 9R14 (avx512_bf16) |")
+    assert recipes.recipe_table(tmp_path).strip().splitlines()[-1].endswith(
+        "| bf16 | AMD EPYC 9R14 (avx512_bf16) | – |")
     (tmp_path / "c.json").unlink()
     _recipe(tmp_path, "u", 0.30, tasks, {"scorer": "mean", "untuned": True}, 0.0, 0)
-    assert "| b | scorer=mean | 45.00 | +15.00 |" in reporting.recipe_table(tmp_path)
+    assert "| b | scorer=mean | 45.00 | +15.00 |" in recipes.recipe_table(tmp_path)
     _recipe(tmp_path, "a", 0.50, tasks, {"lr": 1e-4})  # a result changes: so does the table
-    assert reporting.recipe_table(tmp_path).strip().splitlines()[2].startswith("| a |")
+    assert recipes.recipe_table(tmp_path).strip().splitlines()[2].startswith("| a |")
+    # SLI rows: softness beside them; the gain is against the untuned SLI at the same tau_a
+    for run, val, tau, untuned in (("s30", 0.41, 30.0, False), ("u30", 0.37, 30.0, True),
+                                   ("u01", 0.35, 0.1, True), ("old", 0.36, 0.1, False)):
+        _recipe(tmp_path, run, val, tasks, {"scorer": "sli", **({"untuned": True} if untuned
+                                                                else {})})
+        rec = json.loads((tmp_path / f"{run}.json").read_text())
+        rec["train"] = {"scorer": "sli", "attention_temperature": tau}
+        if run != "old":
+            rec["softness"] = {"attention": "raw", "temperature": tau, "max_weight": 0.37,
+                               "entropy": 1.5, "entropy_fraction": 0.91}
+        (tmp_path / f"{run}.json").write_text(json.dumps(rec))
+    rows = {line.split(" | ")[0][2:]: line for line in
+            recipes.recipe_table(tmp_path).strip().splitlines()[2:]}
+    assert "| 41.00 | +4.00 |" in rows["s30"] and rows["s30"].endswith(
+        "| max w 0.37, H/log Lt 0.91 |")
+    assert "| 36.00 | +1.00 |" in rows["old"] and rows["old"].endswith("| not measured |")
+    assert rows["b"].endswith("| – |")  # mean pooling: no attention
     with pytest.raises(FileNotFoundError, match="no recipe results"):
-        reporting.recipe_table(tmp_path / "none")
+        recipes.recipe_table(tmp_path / "none")
 
 
 def test_the_readme_recipe_table_is_the_one_generated_from_metrics(repo_root):
     text = (repo_root / "README.md").read_text()
-    start, end = text.index(reporting.RECIPES_START), text.index(reporting.RECIPES_END)
-    body = text[start + len(reporting.RECIPES_START):end].strip()
-    assert body == reporting.recipe_table(repo_root / "metrics" / "recipes").strip()
+    start, end = text.index(recipes.RECIPES_START), text.index(recipes.RECIPES_END)
+    body = text[start + len(recipes.RECIPES_START):end].strip()
+    assert body == recipes.recipe_table(repo_root / "metrics" / "recipes").strip()
