@@ -324,11 +324,11 @@ def _curve_point(point: str, result: Mapping, base: TrainParams) -> dict[str, An
     budget = result["budget"]
     steps = int(budget["steps"])
     batch = budget.get("batch_size") or base.batch_size
+    val, val_std = mean_std([(e.get("training") or {}).get("best_val_map")
+                             for e in result["seeds"]])
     return {"point": point, "steps": steps, "pairs_per_graph": steps * int(batch),
             "n_seeds": agg["n_seeds"], **agg["macro"], "groups": agg["groups"],
-            "softness": _softness_mean(result),
-            "val_map": mean_std([(e.get("training") or {}).get("best_val_map")
-                                 for e in result["seeds"]])[0]}
+            "softness": _softness_mean(result), "val_map": val, "val_map_std": val_std}
 
 
 def collect_budgets(metrics_dir: str | Path, runs: Sequence[str], points: Sequence[str],
@@ -358,8 +358,9 @@ def collect_budgets(metrics_dir: str | Path, runs: Sequence[str], points: Sequen
 
 
 def budgets_frame(budgets: Mapping) -> pd.DataFrame:
-    """One row per (run, point): steps, pairs per graph, seeds, macro MAP mean and std (%),
-    and the softness of an SLI run's attention."""
+    """One row per (run, point): steps, pairs per graph, seeds, heldout test macro MAP mean and
+    std (%), val macro MAP (mean over seeds; a point that validated), and the softness of an
+    SLI run's attention."""
     from uwe.bench.softness import softness_text
 
     rows = []
@@ -368,5 +369,6 @@ def budgets_frame(budgets: Mapping) -> pd.DataFrame:
             rows.append({"run": run, "point": e["point"], "steps": e["steps"],
                          "pairs/graph": e["pairs_per_graph"], "seeds": e["n_seeds"],
                          "macro MAP": _pct(e.get("map")), "MAP std": _pct(e.get("map_std")),
+                         "val MAP": _pct(e.get("val_map")),
                          "attention": softness_text(e.get("softness"))})
     return pd.DataFrame(rows)
