@@ -1,0 +1,63 @@
+"""uwe.pipeline.notebooks: executed notebooks cleaned of what says where and when they ran."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from uwe.pipeline import notebooks
+
+
+def _notebook(root, home):
+    bar = [f"\rtrain:  {k}%|#| {k}/100 [00:0{k % 10}<00:00]" for k in (10, 50, 100)]
+    return {
+        "cells": [
+            {"cell_type": "code", "source": ["x = 1"], "execution_count": 1,
+             "metadata": {"papermill": {"start_time": "2026-12-06T09:00:00", "end_time": "t",
+                                        "duration": 3.2, "status": "completed"},
+                          "execution": {"iopub.execute_input": "t"}},
+             "outputs": [
+                 {"output_type": "stream", "name": "stderr", "text": [bar[0]]},
+                 {"output_type": "stream", "name": "stderr", "text": [bar[1], bar[2] + "\n"]},
+                 {"output_type": "stream", "name": "stdout",
+                  "text": [f"model written to {root}/models/x/seed0 (best step 4)\n",
+                           f"cache {home}/.cache/uwe/frozen, {root}_other stays\n"]},
+                 {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                  "data": {"text/plain": [f"PosixPath('{root}/metrics/a.json')"]}}]},
+            {"cell_type": "markdown", "source": ["# title"], "metadata": {}}],
+        "metadata": {"papermill": {"start_time": "s", "end_time": "e", "duration": 9.0,
+                                   "parameters": {"run": "sj"}}},
+        "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_clean_keeps_results_and_drops_bars_paths_and_times(tmp_path):
+    root, home = "/somewhere/repo", "/home/someone"
+    path = tmp_path / "run.ipynb"
+    path.write_text(json.dumps(_notebook(root, home)))
+    assert notebooks.clean_notebook(path, root, home) is True
+    nb = json.loads(path.read_text())
+    cell = nb["cells"][0]
+    assert cell["metadata"] == {"papermill": {"status": "completed"}}
+    assert nb["metadata"]["papermill"] == {"parameters": {"run": "sj"}}
+    streams = [o for o in cell["outputs"] if o["output_type"] == "stream"]
+    assert [o["name"] for o in streams] == ["stderr", "stdout"]  # the bar's outputs merged
+    assert "".join(streams[0]["text"]) == "train:  100%|#| 100/100 [00:00<00:00]\n"
+    out = "".join(streams[1]["text"])
+    assert "model written to ./models/x/seed0" in out and "~/.cache/uwe/frozen" in out
+    assert f"{root}_other stays" in out  # another folder that starts like the root
+    assert cell["outputs"][-1]["data"]["text/plain"] == ["PosixPath('./metrics/a.json')"]
+    before = path.read_bytes()
+    assert notebooks.clean_notebook(path, root, home) is False  # idempotent
+    assert path.read_bytes() == before
+
+
+def test_clean_rejects_what_is_not_a_notebook_naming_it(tmp_path, capsys):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.ipynb: not a notebook"):
+        notebooks.clean_notebook(bad, tmp_path)
+    assert bad.read_text() == "{not json"  # nothing rewritten
+    assert notebooks.main(["clean", str(bad)]) == 1
+    assert "bad.ipynb" in capsys.readouterr().err
+    assert notebooks.main(["tidy"]) == 2

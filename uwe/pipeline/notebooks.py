@@ -1,0 +1,110 @@
+"""Executed notebooks fit to commit: what a run leaves in them that says where and when it ran,
+not what it found, is removed (``python -m uwe.pipeline.notebooks clean PATH...``).
+
+:func:`clean_notebook` rewrites a papermill-executed notebook in place (atomically):
+
+* **progress bars** -- consecutive stream outputs of one cell and name are merged, and each
+  line keeps only what a terminal would show after its last carriage return (a tqdm bar's
+  final state instead of one output per update);
+* **absolute paths** -- the repository root becomes ``.`` and the home folder ``~`` in every
+  text output;
+* **timestamps** -- papermill's start / end times and durations (per cell and for the notebook)
+  and Jupyter's execution timing metadata are dropped.
+
+Numbers a run prints (its training seconds, a validation's duration) stay: they are results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from uwe.io import write_text_atomic
+
+_VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "exception")
+
+
+def _terminal_text(text: str) -> str:
+    """What a terminal shows for ``text``: each line after its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _scrub_paths(text: str, root: str, home: str) -> str:
+    text = re.sub(re.escape(root.rstrip("/")) + r"(?=/|\b)", ".", text)
+    return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home else text
+
+
+def _clean_outputs(outputs: list[dict], root: str, home: str) -> list[dict]:
+    merged: list[dict] = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += "".join(out.get("text", ""))
+            continue
+        out = dict(out)
+        if out.get("output_type") == "stream":
+            out["text"] = "".join(out.get("text", ""))
+        merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            text = _scrub_paths(_terminal_text(out["text"]), root, home)
+            out["text"] = text.splitlines(keepends=True)
+        for key in ("text/plain", "text/html", "text/markdown"):
+            data = out.get("data", {}).get(key)
+            if data is not None:
+                text = _scrub_paths("".join(data), root, home)
+                out["data"][key] = text.splitlines(keepends=True)
+    return merged
+
+
+def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None = None) -> bool:
+    """Clean the executed notebook ``path`` in place (module doc); ``root`` is the repository
+    root its runs saw, ``home`` the home folder (default: the current user's). True when the
+    file changed. A file that is not a notebook raises ValueError naming it."""
+    path = Path(path)
+    raw = path.read_text(encoding="utf-8")
+    try:
+        nb = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a notebook (invalid JSON: {err})") from err
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError(f"{path}: not a notebook (no cells)")
+    root_s = str(Path(root).resolve())
+    home_s = str(Path(home) if home is not None else Path.home())
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {})
+        for key in _VOLATILE_PAPERMILL:
+            meta.get("papermill", {}).pop(key, None)
+        meta.pop("execution", None)
+        if "outputs" in cell:
+            cell["outputs"] = _clean_outputs(cell["outputs"], root_s, home_s)
+    for key in _VOLATILE_PAPERMILL:
+        nb.get("metadata", {}).get("papermill", {}).pop(key, None)
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if text == raw:
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] != "clean":
+        print("usage: python -m uwe.pipeline.notebooks clean NOTEBOOK...", file=sys.stderr)
+        return 2
+    root = Path.cwd()
+    for name in args[1:]:
+        try:
+            changed = clean_notebook(name, root)
+        except (OSError, ValueError) as err:
+            print(f"uwe.pipeline.notebooks: {err}", file=sys.stderr)
+            return 1
+        print(f"{name}: {'cleaned' if changed else 'already clean'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
