@@ -142,3 +142,42 @@ def test_macro_tasks_in_group_order(tmp_path):
         (tmp_path / "tasks" / "heldout" / name / "test" / "queries.parquet").touch()
     names = analyses.macro_tasks(tmp_path)
     assert names == ["job2skill", "skill_extraction_tech", "skill_sim_esco"]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_budget_instance_resolves(profile):
+    """budgets@<run>-<point>: the ablation run's overrides at the point's budget, its own seeds
+    and cap ignored; only the publish run at the main model's steps publishes."""
+    params = load_params(REPO / "params.yaml", profile=profile)
+    for run in params.budgets.runs:
+        for point, budget in params.budgets.points.items():
+            spec = analyses.budget_spec(params, run, point)
+            assert spec.group == "budgets" and spec.name == f"{run}-{point}"
+            assert spec.train.steps == budget.steps and spec.seeds == budget.seeds
+            assert spec.metrics_path(".") == Path("metrics/budgets") / f"{run}-{point}.json"
+            expect = {"scorer", "loss", "attention_temperature"} & set(spec.overrides)
+            ablation = params.ablations.runs[run]
+            assert {k: getattr(ablation, k) for k in expect} == {
+                k: spec.overrides[k] for k in expect}
+            published = (run in params.budgets.publish.values()
+                         and budget.steps == params.train.steps)
+            assert (spec.publish is not None) == published
+
+
+def test_budget_spec_errors_name_the_value(tmp_path):
+    params = _params(tmp_path, "ablations:\n  runs:\n    ref: {}\n"
+                               "    sli: {scorer: sli, seeds: [0]}\n    cold: {model: untuned}\n"
+                               "budgets:\n  runs: [ref, sli, cold, ghost]\n"
+                               "  points: {mid: {steps: 48, seeds: [0, 1, 2]}}\n"
+                               "  publish: {uwe-sli: sli}\n")
+    spec = analyses.budget_spec(params, "sli", "mid")
+    assert spec.seeds == (0, 1, 2) and spec.run.seeds is None  # the point's seeds
+    assert spec.publish is None  # 48 steps are not the main model's
+    with pytest.raises(ValueError, match="unknown budgets run 'nope'"):
+        analyses.budget_spec(params, "nope", "mid")
+    with pytest.raises(ValueError, match="unknown budgets point 'late'"):
+        analyses.budget_spec(params, "ref", "late")
+    with pytest.raises(ValueError, match="'ghost', which ablations.runs does not define"):
+        analyses.budget_spec(params, "ghost", "mid")
+    with pytest.raises(ValueError, match="'cold', which trains nothing"):
+        analyses.budget_spec(params, "cold", "mid")

@@ -146,6 +146,17 @@ def test_profile_run_overrides_modify_runs_and_never_add_one(tmp_path):
         assert load_params(path, profile="smoke").transfer.runs == {}
 
 
+def test_profile_budget_points_modify_points_and_never_add_one(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("budgets:\n  points: {mid: {steps: 48, seeds: [0, 1, 2]}}\n"
+                    "profiles:\n  smoke:\n    budgets:\n"
+                    "      points: {mid: {steps: 3}, late: {steps: 9}}\n")
+    with pytest.warns(UserWarning, match=r"profiles\.smoke\.budgets\.points\.late .* ignored"):
+        smoke = load_params(path, profile="smoke")
+    assert list(smoke.budgets.points) == ["mid"]
+    assert smoke.budgets.points["mid"].steps == 3 and smoke.budgets.points["mid"].seeds == (0, 1, 2)
+
+
 def test_repo_profiles_override_only_runs_that_exist(recwarn):
     for profile in ("smoke", "cpu", "paper"):
         load_params(REPO / "params.yaml", profile=profile)
