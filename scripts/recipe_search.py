@@ -34,22 +34,6 @@ def load_recipes(path: Path) -> tuple[dict, dict]:
     return dict(raw.get("defaults") or {}), dict(raw.get("runs") or {})
 
 
-def model_softness(model, data_root: Path, cfg) -> dict | None:
-    """Softness of a trained (or untuned) SLI model's attention at its own temperature on the
-    val pairs (``uwe.bench.softness``); None for a scorer without token attention."""
-    from uwe.bench.softness import attention_unit, softness_report
-    from uwe.train.validation import load_val_sets
-
-    unit = attention_unit(cfg.scorer)
-    if unit is None:
-        return None
-    report = softness_report(model.encoder, load_val_sets(data_root, None, cfg.val_max_queries),
-                             [cfg.attention_temperature], attention=unit)
-    entry = report["by_temperature"][0]
-    return {"attention": unit, "pairs": report["pairs"],
-            **{k: entry[k] for k in ("temperature", "max_weight", "entropy", "entropy_fraction")}}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=".")
@@ -80,6 +64,7 @@ def main() -> None:
         sys.exit(f"recipe_search: unknown run {args.run!r} in {args.recipes}; "
                  f"known: {sorted(runs)}")
     from uwe.io import write_json
+    from uwe.pipeline.analyses import model_softness
     from uwe.precision import cpu_isa
     from uwe.runtime import seed_everything, setup
     from uwe.train.checkpoint import _jsonable
@@ -114,7 +99,7 @@ def main() -> None:
                                                      cfg.val_max_queries))
         summary = {"val_history": [{"val_map": macro, "tasks": tasks}], "global_batch": {},
                    "steps_done": 0, "seconds": 0.0, "precision": "fp32", "device": "cpu"}
-        softness = model_softness(model, root / params.curate.out_dir, cfg)
+        softness = model_softness(model, root / params.curate.out_dir, cfg.val_max_queries)
     else:
         with tempfile.TemporaryDirectory(prefix="uwe-recipe-") as tmp:
             summary = train(cfg, seed=params.seed, data_root=root / params.curate.out_dir,
@@ -123,7 +108,7 @@ def main() -> None:
             from uwe.infer.model import load
 
             softness = model_softness(load(Path(tmp) / "model", device="cpu"),
-                                      root / params.curate.out_dir, cfg)
+                                      root / params.curate.out_dir, cfg.val_max_queries)
     total = time.perf_counter() - t0
     val = summary["val_history"][-1]
     batch = summary["global_batch"]
