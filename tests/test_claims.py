@@ -276,3 +276,17 @@ def test_gap_trend_rule():
     assert cl.gap_trend(pts(-0.01)) is None
     assert cl.gap_trend([{"steps": 1, "d": 0.1, "se": None}, {"steps": 2, "d": 0.0, "se": 0.1}]
                         ) is None
+
+
+def test_a_curve_never_mixes_recipes(tmp_path):
+    """Budget results beside ablations of another recipe (an older config) are refused with a
+    line naming both, instead of a curve whose points were trained differently."""
+    _write_all(tmp_path)
+    _curves(tmp_path, sli_mid=0.39, sli_main=0.40)
+    path = tmp_path / "budgets" / "scorer_sli-mid.json"
+    result = read_json(path)
+    result["train"] = {"lr": 3e-4, "steps": 48, "out_dir": "models/budgets/scorer_sli-mid"}
+    write_json(path, result)
+    with pytest.raises(ValueError, match=r"scorer_sli-mid\.json: trained with another recipe "
+                                         r"than metrics/ablations/scorer_sli\.json \(train\.lr"):
+        collect.collect_budgets(tmp_path, collect_runs(), ["mid", "main"], BASE)

@@ -331,6 +331,24 @@ def _curve_point(point: str, result: Mapping, base: TrainParams) -> dict[str, An
             "softness": _softness_mean(result), "val_map": val, "val_map_std": val_std}
 
 
+# what may differ between the points of one curve: the budget and where the run was written
+BUDGET_KEYS = ("steps", "max_minutes", "eval_every", "val_max_queries", "out_dir",
+               "checkpoint_dir")
+
+
+def _same_recipe(first: Mapping, other: Mapping, first_name: str, other_path: Path) -> None:
+    """ValueError naming both results when ``other`` was trained with another recipe than
+    ``first`` (a curve mixing recipes, e.g. budget runs beside ablations of an older config)."""
+    a, b = first.get("train") or {}, other.get("train") or {}
+    differ = sorted(k for k in set(a) | set(b) if k not in BUDGET_KEYS and a.get(k) != b.get(k))
+    if differ:
+        raise ValueError(
+            f"{other_path}: trained with another recipe than metrics/{first_name}.json "
+            f"(train.{', train.'.join(differ)} differ); re-run the stale stage "
+            f"({first_name.replace('/', '@')} or the budget instance) before collecting the "
+            f"curves")
+
+
 def collect_budgets(metrics_dir: str | Path, runs: Sequence[str], points: Sequence[str],
                     base: TrainParams, first_point: str = "ablations") -> dict:
     """Budget curves -> ``metrics/budgets.json``: per run, its heldout macro MAP / RP@10 (mean
@@ -347,7 +365,9 @@ def collect_budgets(metrics_dir: str | Path, runs: Sequence[str], points: Sequen
         for point in points:
             path = metrics_dir / "budgets" / f"{run}-{point}.json"
             if path.is_file():
-                curve.append(_curve_point(point, read_json(path), base))
+                result = read_json(path)
+                _same_recipe(ablations[run], result, f"ablations/{run}", path)
+                curve.append(_curve_point(point, result, base))
             else:
                 missing.append(f"{run}-{point}")
         curves[run] = sorted(curve, key=lambda e: e["steps"])
