@@ -61,3 +61,13 @@ def test_clean_rejects_what_is_not_a_notebook_naming_it(tmp_path, capsys):
     assert notebooks.main(["clean", str(bad)]) == 1
     assert "bad.ipynb" in capsys.readouterr().err
     assert notebooks.main(["tidy"]) == 2
+
+
+def test_strip_outputs_leaves_the_code_and_one_parameters_cell(tmp_path):
+    path = tmp_path / "run.ipynb"
+    path.write_text(json.dumps(_notebook("/somewhere/repo", "/home/someone")))
+    assert notebooks.main(["clean", "--strip-outputs", str(path)]) == 0
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert code[0]["source"] == ["x = 1"] and "/somewhere" not in path.read_text()

@@ -161,7 +161,8 @@ def test_budget_curves_are_a_matrix_of_ablation_runs_with_committed_outputs_only
     assert stage["matrix"] == {"run": "${budgets.runs}", "point": "${budgets.points}"}
     assert "-p group budgets -p run ${item.run} -p point ${item.point}" in stage["cmd"]
     out = "notebooks/executed/04_variant_budgets_${item.run}-${item.point}.ipynb"
-    assert stage["cmd"].endswith(f" && python -m uwe.pipeline.notebooks clean {out}")
+    cleaner = "python -m uwe.pipeline.notebooks clean --strip-outputs"
+    assert stage["cmd"].endswith(f" && {cleaner} {out}")
     assert "uwe/pipeline/notebooks.py" in stage["deps"]
     runs = PARAMS["budgets"]["runs"]
     assert runs and set(runs) <= set(PARAMS["ablations"]["runs"])

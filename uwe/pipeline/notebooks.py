@@ -12,6 +12,9 @@ not what it found, is removed (``python -m uwe.pipeline.notebooks clean PATH...`
   and Jupyter's execution timing metadata are dropped.
 
 Numbers a run prints (its training seconds, a validation's duration) stay: they are results.
+``strip_outputs`` (``clean --strip-outputs``) drops every output and execution count instead,
+for a notebook committed beside the metrics that hold its results: the project commits
+notebooks without outputs.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ def _clean_outputs(outputs: list[dict], root: str, home: str) -> list[dict]:
     return merged
 
 
-def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None = None) -> bool:
+def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None = None,
+                   strip_outputs: bool = False) -> bool:
     """Clean the executed notebook ``path`` in place (module doc); ``root`` is the repository
     root its runs saw, ``home`` the home folder (default: the current user's). True when the
     file changed. A file that is not a notebook raises ValueError naming it."""
@@ -79,7 +83,9 @@ def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None =
         for key in _VOLATILE_PAPERMILL:
             meta.get("papermill", {}).pop(key, None)
         meta.pop("execution", None)
-        if "outputs" in cell:
+        if "outputs" in cell and strip_outputs:
+            cell["outputs"], cell["execution_count"] = [], None
+        elif "outputs" in cell:
             cell["outputs"] = _clean_outputs(cell["outputs"], root_s, home_s)
     for key in _VOLATILE_PAPERMILL:
         nb.get("metadata", {}).get("papermill", {}).pop(key, None)
@@ -92,13 +98,16 @@ def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None =
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    strip = "--strip-outputs" in args
+    args = [a for a in args if a != "--strip-outputs"]
     if len(args) < 2 or args[0] != "clean":
-        print("usage: python -m uwe.pipeline.notebooks clean NOTEBOOK...", file=sys.stderr)
+        print("usage: python -m uwe.pipeline.notebooks clean [--strip-outputs] NOTEBOOK...",
+              file=sys.stderr)
         return 2
     root = Path.cwd()
     for name in args[1:]:
         try:
-            changed = clean_notebook(name, root)
+            changed = clean_notebook(name, root, strip_outputs=strip)
         except (OSError, ValueError) as err:
             print(f"uwe.pipeline.notebooks: {err}", file=sys.stderr)
             return 1
