@@ -434,24 +434,16 @@ def _ablation_claims(ablations: Mapping) -> list[Claim]:
     """The loss and scorer claims at the ablations' budget alone (no budget curves)."""
     claims = []
     ref = _ablation_side(ablations, "loss", "many_to_many")
-    claims.append(_pair_claim("loss_m2m_vs_o2o", "Many-to-many InfoNCE > one-to-one InfoNCE",
-                              "38.33 vs 36.40 (+1.93)", ref,
-                              _ablation_side(ablations, "loss", "one_to_one")))
-    claims.append(_pair_claim("loss_m2m_vs_symmetric",
-                              "Many-to-many (multi-positive) > symmetric per-graph InfoNCE",
-                              "38.33 vs 38.17 (+0.16)", ref,
-                              _ablation_side(ablations, "loss", "symmetric")))
+    claims.append(_pair_claim(*LOSS_M2M_O2O, ref, _ablation_side(ablations, "loss", "one_to_one")))
+    claims.append(_pair_claim(*LOSS_M2M_SYM, ref, _ablation_side(ablations, "loss", "symmetric")))
     sli, mean = (_ablation_side(ablations, "scorer", s) for s in ("sli", "mean"))
     maxsim = _ablation_side(ablations, "scorer", "maxsim")
     chain = [_pair_claim("", "", "", sli, mean), _pair_claim("", "", "", mean, maxsim)]
     ours = "; ".join(c.ours for c in chain)
-    claims.append(Claim("scorer_chain", "SLI > mean pooling > hard MaxSim",
-                        "39.45 > 38.00 > 37.63", ours,
+    claims.append(Claim(*SCORER_CHAIN, ours,
                         chain[0].d, chain[0].se, combine([c.verdict for c in chain]),
                         "SLI > mean: " + chain[0].verdict + "; mean > MaxSim: " + chain[1].verdict))
-    claims.append(_pair_claim("scorer_sli_vs_mean_target",
-                              "SLI on both sides > SLI with a mean-pooled target",
-                              "39.45 vs 39.12 (+0.33)", sli,
+    claims.append(_pair_claim(*SCORER_MEAN_TARGET, sli,
                               _ablation_side(ablations, "scorer", "sli_mean_target")))
     return claims
 
