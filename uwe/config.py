@@ -164,7 +164,7 @@ class BudgetsParams:
     ``runs`` names ablation runs (their overrides; their own ``seeds`` / ``max_minutes`` do not
     apply here); ``points`` maps a point name to its :class:`BudgetParams` (steps, cap, seeds,
     test-query cap), one stage instance per (run, point). The ablations' budget is the curves'
-    first point. ``publish`` maps a result name (a row of the results table, e.g. ``uwe-sli``)
+    first point. ``publish`` maps a result name (a row of the results table, e.g. ``uwe-mean``)
     to a run whose seed-0 model at the point with ``train.steps`` steps is scored on every
     WorkBench family, uncapped, like the main model.
     """

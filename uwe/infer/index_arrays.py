@@ -90,11 +90,11 @@ def index_from_arrays(
         return arrays["embeddings"]
     import torch
 
-    from uwe.core.scoring import EPS
+    from uwe.core.scoring import ATTENTION_UNIT, EPS
     from uwe.infer.model import Bucket, TargetIndex
 
     device = str(getattr(model, "device", "cpu"))
-    with_unit = getattr(model, "scorer_name", "sli") in ("sli", "sli_cos")
+    with_unit = getattr(model, "scorer_name", "sli") in ATTENTION_UNIT
 
     def dev(name):
         return torch.from_numpy(arrays[name]).to(device)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from uwe import __version__
 from uwe.core.encoder import TokenEncoder, load_backbone
-from uwe.core.scoring import EPS, get_scorer, mean_pool
+from uwe.core.scoring import ATTENTION_UNIT, EPS, get_scorer, mean_pool
 from uwe.errors import InputError
 from uwe.infer.dense import sli_dense_blocks, unit_and_norm
 from uwe.infer.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
@@ -236,8 +236,8 @@ class UWEModel:
         budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
         # sli_cos = SLI over unit tokens: the dense kernel with every norm 1 (raw dot = cosine)
-        dense = self.scorer_name in ("sli", "sli_cos") and q.unpadded
-        unit = self.scorer_name == "sli_cos"
+        dense = self.scorer_name in ATTENTION_UNIT and q.unpadded
+        unit = ATTENTION_UNIT.get(self.scorer_name) == "cosine"
         blocks, where = [], []  # dense (target chunk) blocks, scored together at the end
         for t in index.buckets:
             chunk = max(1, budget // max(1, b_q * l_q * t.mask.shape[1]))
