@@ -117,11 +117,11 @@ def test_a_run_may_set_its_own_seeds(tmp_path):
 
 def test_paths_of_a_run(tmp_path):
     params = load_params(REPO / "params.yaml", profile="smoke")
-    spec = analyses.run_spec(params, "ablations", "scorer_sli")
-    run_dir = tmp_path / "models" / "ablations" / "scorer_sli"
+    spec = analyses.run_spec(params, "ablations", "scorer_mean")
+    run_dir = tmp_path / "models" / "ablations" / "scorer_mean"
     assert spec.run_dir(tmp_path) == run_dir and spec.model_dir(tmp_path, 1) == run_dir / "seed1"
-    assert spec.metrics_path(tmp_path) == tmp_path / "metrics" / "ablations" / "scorer_sli.json"
-    assert spec.overrides == {"scorer": "sli"}
+    assert spec.metrics_path(tmp_path) == tmp_path / "metrics" / "ablations" / "scorer_mean.json"
+    assert spec.overrides == {"scorer": "mean"}
     assert spec.validates == (params.ablations.budget.val_max_queries != 0)
 
 

@@ -178,13 +178,14 @@ def test_markdown_and_json(tmp_path):
 
 
 # ------------------------------------------------------------------ budget curves
-def _budget_run(metrics, run, point, steps, levels, softness=None):
-    """A budgets@<run>-<point> result: one seed per level."""
+def _budget_run(metrics, run, point, steps, levels, softness=None, val=None):
+    """A budgets@<run>-<point> result: one seed per level (val: each seed's val MAP)."""
+    val = val or [None] * len(levels)
     result = {"group": "budgets", "run": f"{run}-{point}", "point": point,
               "budget": {"steps": steps, "batch_size": None, "max_queries": 500},
               "train": {}, "model": f"models/budgets/{run}-{point}",
-              "seeds": [{"seed": k, "training": {"best_val_map": None}, "evaluation": _ev(v),
-                         "softness": softness} for k, v in enumerate(levels)]}
+              "seeds": [{"seed": k, "training": {"best_val_map": vk}, "evaluation": _ev(v),
+                         "softness": softness} for k, (v, vk) in enumerate(zip(levels, val))]}
     write_results(result, metrics / "budgets" / f"{run}-{point}.json")
 
 
@@ -290,3 +291,47 @@ def test_a_curve_never_mixes_recipes(tmp_path):
     with pytest.raises(ValueError, match=r"scorer_sli-mid\.json: trained with another recipe "
                                          r"than metrics/ablations/scorer_sli\.json \(train\.lr"):
         collect.collect_budgets(tmp_path, collect_runs(), ["mid", "main"], BASE)
+
+
+def test_the_figures_lines_are_found_on_the_ablation_axes(tmp_path):
+    """The base recipe (here mean pooling) fills its own value: the mean-pooling line is the
+    reference; a base that trains SLI would make the reference the SLI line."""
+    _write_all(tmp_path)
+    ablations = collect.collect_ablations(tmp_path, RUNS, BASE)
+    assert cl.curve_lines(ablations, "scorer") == {
+        "SLI": "scorer_sli", "mean pooling": "reference", "hard MaxSim": "scorer_maxsim",
+        "SLI, mean-pooled target": "scorer_sli_mean_target"}
+    assert cl.curve_lines(ablations, "loss")["many-to-many"] == "reference"
+    with pytest.raises(ValueError, match="unknown claim 'speed'"):
+        cl.curve_lines(ablations, "speed")
+
+
+def _val_curves(metrics, sli_main_val):
+    """SLI and mean pooling validated at 48 steps (3 seeds, std ~0.0037) and 240 (1 seed)."""
+    for run, mid, main in (("scorer_sli", [0.4242, 0.4174, 0.4178], sli_main_val),
+                           ("reference", [0.4244, 0.4217, 0.4171], 0.4274)):
+        _budget_run(metrics, run, "mid", 48, [0.38] * 3, val=mid)
+        _budget_run(metrics, run, "main", 240, [0.39], val=[main])
+    for run in collect_runs()[2:]:
+        _budget_run(metrics, run, "mid", 48, [0.38] * 3)
+        _budget_run(metrics, run, "main", 240, [0.39])
+    return collect.collect_budgets(metrics, collect_runs(), ["mid", "main"], BASE)
+
+
+def test_the_shipped_scorer_is_sli_unless_worse_on_val_beyond_the_seed_noise(tmp_path):
+    _write_all(tmp_path)
+    ablations = collect.collect_ablations(tmp_path, RUNS, BASE)
+    # 0.51 behind at the main budget, the seed std of the difference (proxy from 48 steps) 0.53
+    choice = cl.scorer_choice(_val_curves(tmp_path, 0.4223), ablations, trained="mean")
+    assert choice["choice"] == "sli" and choice["steps"] == 240 and choice["follows"] is False
+    assert choice["d"] == pytest.approx(-0.0051) and choice["se"] == pytest.approx(0.0053, abs=1e-4)
+    assert "the evidence picks **sli**, the profile trains `mean` (**does not follow it**)" in (
+        choice["text"])
+    # 2.7 behind: beyond 2 se, mean pooling is picked
+    choice = cl.scorer_choice(_val_curves(tmp_path, 0.40), ablations, trained="mean")
+    assert choice["choice"] == "mean" and choice["follows"] is True
+    md = cl.claims_markdown([], choice)
+    assert "**The shipped model's scorer**: val macro MAP at 240 steps" in md
+    # no validated budget: no choice, said so
+    none = cl.scorer_choice(_curves(tmp_path, 0.39, 0.40), ablations, trained="sli")
+    assert none["choice"] is None and "both validated" in none["text"]

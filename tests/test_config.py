@@ -75,7 +75,7 @@ def test_analysis_sections_load_typed_with_profile_budgets():
     assert smoke.transfer.budget.steps == 2 and smoke.ablations.budget.max_queries == 10
     assert paper.transfer.budget.max_queries is None and paper.transfer.budget.max_minutes is None
     assert set(cpu.latency.models) >= {"uwe", "all-MiniLM-L6-v2", "all-mpnet-base-v2"}
-    assert cpu.latency.models["sli_untuned"] == "untuned:sli"
+    assert cpu.train.scorer == "sli" == paper.train.scorer  # the paper's UWE on both
     assert "zeroshot" in cpu.evaluate.families
 
 
@@ -103,7 +103,8 @@ def test_analysis_budgets_can_decide_the_claims(profile):
             assert profile != "cpu" or cap is not None, (group, name)
         assert section.budget.batch_size is None  # the main model's batch
     temps = {run.attention_temperature or params.train.attention_temperature
-             for run in params.ablations.runs.values() if run.scorer == "sli"}
+             for run in params.ablations.runs.values()
+             if (run.scorer or params.train.scorer) == "sli" and run.model is None}
     assert 0.1 in temps and params.train.attention_temperature in temps
     assert max(temps) / min(temps) >= (1000 if profile == "cpu" else 1)
     assert any(run.scorer == "maxsim" for run in params.ablations.runs.values())  # tau -> 0

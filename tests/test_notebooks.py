@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
 # analysis runs executed here: each kind of run (untuned backbone, one graph, an existing model,
 # the reference and one override with two seeds); and two latency models (SLI + its backbone)
-ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_sli")}
-# budget curves: both runs at both points (main = the smoke train.steps: scorer_sli publishes)
-BUDGET_RUNS = ("reference", "scorer_sli")
+ANALYSIS_RUNS = {"transfer": ("untuned", "sj", "all"), "ablations": ("reference", "scorer_mean")}
+# budget curves: both runs at both points (main = the smoke train.steps: scorer_mean publishes)
+BUDGET_RUNS = ("reference", "scorer_mean")
 LATENCY_MODELS = ("uwe", "all-MiniLM-L6-v2")
 
 
@@ -189,8 +189,10 @@ def test_variant_notebook_trains_and_scores_each_kind_of_run(analysed_root):
             assert not list(run_dir.glob("*.ckpt")), "checkpoints are removed after training"
     sj = json.loads((analysed_root / "metrics" / "transfer" / "sj.json").read_text())
     assert sj["train"]["graphs"].keys() == {"sj"} and sj["model_info"]["graphs"] == ["sj"]
-    mean = json.loads((analysed_root / "metrics" / "ablations" / "scorer_sli.json").read_text())
-    assert mean["model_info"]["scorer"] == "sli"
+    mean = json.loads((analysed_root / "metrics" / "ablations" / "scorer_mean.json").read_text())
+    assert mean["model_info"]["scorer"] == "mean"
+    ref = json.loads((analysed_root / "metrics" / "ablations" / "reference.json").read_text())
+    assert ref["model_info"]["scorer"] == "sli"  # the main recipe's
 
 
 def test_budget_runs_score_each_point_keep_only_the_published_model(analysed_root):
@@ -205,19 +207,19 @@ def test_budget_runs_score_each_point_keep_only_the_published_model(analysed_roo
             assert [e["seed"] for e in res["seeds"]] == list(budget.seeds)
             assert all(e["training"]["steps_done"] == budget.steps for e in res["seeds"])
             assert res["pairs_per_graph"]["sj"] == budget.steps * params.train.batch_size
-            sli = run == "scorer_sli"
+            sli = run == "reference"  # the main recipe trains SLI
             for e in res["seeds"]:
                 soft = e["softness"]
                 assert (soft is not None) == sli
                 if sli:
                     assert soft["attention"] == "raw" and 0 < soft["max_weight"] <= 1
-            published = sli and point == "main"
+            published = run == "scorer_mean" and point == "main"
             assert ("published" in res) == published
             kept = sorted(p.name for p in (analysed_root / "models" / "budgets" / f"{run}-{point}")
                           .glob("seed*"))
             assert kept == (["seed0"] if published else [])
             if published:
-                assert res["published"]["name"] == "uwe-sli"
+                assert res["published"]["name"] == "uwe-mean"
                 assert set(res["published"]["families"]) == set(params.evaluate.families)
 
 
@@ -251,15 +253,17 @@ def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
     assert [e["value"] for e in ablations["axes"]["scorer"]] == ["mean", "sli"]
     assert ablations["axes"]["loss"][0]["map_std"] is not None  # two smoke seeds
     zeroshot = json.loads((metrics / "zeroshot.json").read_text())
-    assert set(zeroshot["models"]) == {"tfidf_char", "uwe", "uwe-sli"}  # uwe-sli: published
+    assert set(zeroshot["models"]) == {"tfidf_char", "uwe", "uwe-mean"}  # uwe-mean: published
     budgets = json.loads((metrics / "budgets.json").read_text())
-    assert [e["point"] for e in budgets["curves"]["scorer_sli"]] == ["ablations", "mid", "main"]
-    assert budgets["curves"]["scorer_sli"][0]["softness"]["attention"] == "raw"
+    assert [e["point"] for e in budgets["curves"]["reference"]] == ["ablations", "mid", "main"]
+    assert budgets["curves"]["reference"][0]["softness"]["attention"] == "raw"
+    claims_md = (metrics / "claims.md").read_text()
+    assert "The shipped model's scorer**: val macro MAP at 4 steps" in claims_md
     for stem in ("budgets_scorer", "budgets_loss"):
         assert (analysed_root / "figures" / f"{stem}.png").stat().st_size > 1000
     rows = (metrics / "results.csv").read_text().splitlines()
-    assert any(r.startswith("heldout,uwe-sli,") for r in rows)
-    assert any(r.startswith("full,uwe-sli,") for r in rows)
+    assert any(r.startswith("heldout,uwe-mean,") for r in rows)
+    assert any(r.startswith("full,uwe-mean,") for r in rows)
     readme = (analysed_root / "README.md").read_text()
     section = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
     assert "](figures/transfer_heatmap.png)" in section and "| heldout" in section

@@ -202,23 +202,25 @@ class Claim:
 STABLE, WIDENING, CLOSING, CROSSED = "stable", "widening", "closing", "crossed"
 
 
-def _curve_sides(budgets: Mapping, run: str, label: str) -> dict[int, Side]:
-    """steps -> Side of run ``run`` on its budget curve; a one-seed point borrows the std of the
-    nearest budget with seeds (``proxy``), none when no budget has two seeds."""
-    curve = budgets.get("curves", {}).get(run) or []
-    spread = [(e["steps"], e.get("map_std")) for e in curve
-              if (e.get("n_seeds") or 0) > 1 and e.get("map_std") is not None]
+def _curve_sides(budgets: Mapping, run: str, label: str, metric: str = "map"
+                 ) -> dict[int, Side]:
+    """steps -> Side of ``metric`` (heldout ``map``, or ``val_map``) of run ``run`` on its budget
+    curve, at the points that measured it; a one-seed point borrows the std of the nearest
+    budget with seeds (``proxy``), none when no budget has two seeds."""
+    curve = [e for e in budgets.get("curves", {}).get(run) or [] if e.get(metric) is not None]
+    spread = [(e["steps"], e.get(f"{metric}_std")) for e in curve
+              if (e.get("n_seeds") or 0) > 1 and e.get(f"{metric}_std") is not None]
     out = {}
     for e in curve:
         n = int(e.get("n_seeds") or 0)
-        name = f"{label}{_softness_label(e.get('softness'))}"
+        name = label + (_softness_label(e.get("softness")) if metric == "map" else "")
         if n > 1:
-            out[e["steps"]] = Side(name, e.get("map"), e.get("map_std"), n)
+            out[e["steps"]] = Side(name, e[metric], e.get(f"{metric}_std"), n)
         elif spread:
             std = min(spread, key=lambda s, st=e["steps"]: abs(math.log(s[0] / st)))[1]
-            out[e["steps"]] = Side(name, e.get("map"), std, max(n, 1), proxy=True)
+            out[e["steps"]] = Side(name, e[metric], std, max(n, 1), proxy=True)
         else:
-            out[e["steps"]] = Side(name, e.get("map"), None, n)
+            out[e["steps"]] = Side(name, e[metric], None, n)
     return out
 
 
@@ -407,10 +409,34 @@ SCORER_MEAN_TARGET = ("scorer_sli_vs_mean_target", "SLI on both sides > SLI with
                       "target", "39.45 vs 39.12 (+0.33)")
 
 
+#: The lines of each claim's budget figure: label -> (ablation axis, value); the run behind a
+#: line is found on the ablations' axes (the reference fills its base values), see
+#: :func:`curve_lines`.
+CURVE_LINES: dict[str, dict[str, tuple[str, str]]] = {
+    "scorer": {"SLI": ("scorer", "sli"), "mean pooling": ("scorer", "mean"),
+               "hard MaxSim": ("scorer", "maxsim"),
+               "SLI, mean-pooled target": ("scorer", "sli_mean_target")},
+    "loss": {"many-to-many": ("loss", "many_to_many"), "one-to-one": ("loss", "one_to_one"),
+             "symmetric": ("loss", "symmetric")},
+}
+
+
+def _line_run(ablations: Mapping, axis: str, value: str) -> str:
+    """The run at ``value`` of ``axis``; ``<axis>_<value>`` when no ablation run sits there."""
+    return _run_of(ablations, axis, value) or f"{axis}_{value}"
+
+
+def curve_lines(ablations: Mapping, claim: str) -> dict[str, str]:
+    """label -> run of the budget figure of ``claim`` (a key of :data:`CURVE_LINES`)."""
+    if claim not in CURVE_LINES:
+        raise ValueError(f"unknown claim {claim!r}; valid: {sorted(CURVE_LINES)}")
+    return {label: _line_run(ablations, *where) for label, where in CURVE_LINES[claim].items()}
+
+
 def _curve_claims(budgets: Mapping, ablations: Mapping) -> list[Claim]:
     """The loss and scorer claims on the budget curves (module rule)."""
     def run(axis: str, value: str) -> tuple[str, str]:
-        return (_run_of(ablations, axis, value) or f"{axis}_{value}", f"{axis} {value}")
+        return _line_run(ablations, axis, value), f"{axis} {value}"
 
     m2m = run("loss", "many_to_many")
     claims = [_curve_claim(*LOSS_M2M_O2O, budgets, m2m, run("loss", "one_to_one")),
@@ -489,14 +515,48 @@ def _latency_claim(latency: Mapping | None) -> Claim:
                  f"ratio {ratio:.2f}; holds at most {LATENCY_NEAR:g}")
 
 
+# ------------------------------------------------------------------------------ the cpu scorer
+SCORER_RULE = (
+    f"The shipped model scores with SLI unless SLI is worse than mean pooling on the val splits "
+    f"at the largest budget both were validated at, beyond {Z:g} se (d = val(SLI) - val(mean); "
+    f"a one-seed point borrows the val spread of the nearest budget with seeds).")
+
+
+def scorer_choice(budgets: Mapping, ablations: Mapping, trained: str) -> dict[str, Any]:
+    """:data:`SCORER_RULE` applied to the budget curves' val MAP: the scorer the evidence
+    picks (``sli`` / ``mean``, None when the curves have no common validated budget) and
+    whether the profile's ``trained`` scorer follows it."""
+    sli = _curve_sides(budgets, _line_run(ablations, "scorer", "sli"), "SLI", "val_map")
+    mean = _curve_sides(budgets, _line_run(ablations, "scorer", "mean"), "mean pooling",
+                        "val_map")
+    common = sorted(set(sli) & set(mean))
+    if not common:
+        return {"rule": SCORER_RULE, "choice": None, "trained": trained, "follows": None,
+                "steps": None, "d": None, "se": None,
+                "text": "no budget where SLI and mean pooling were both validated"}
+    steps = common[-1]
+    c = compare(sli[steps], mean[steps])
+    choice = None if c["se"] is None else ("mean" if c["d"] < -Z * c["se"] else "sli")
+    follows = None if choice is None else trained == choice
+    gap = f"d {100 * c['d']:+.2f}" + ("" if c["se"] is None else f" ± {100 * c['se']:.2f}")
+    follow = {None: "", True: " (follows it)", False: " (**does not follow it**)"}[follows]
+    text = (f"val macro MAP at {steps} steps: {sli[steps].text()} vs {mean[steps].text()}, "
+            f"{gap}; the evidence picks **{choice or 'neither (spread unknown)'}**, the profile "
+            f"trains `{trained}`{follow}")
+    return {"rule": SCORER_RULE, "choice": choice, "trained": trained, "follows": follows,
+            "steps": steps, "d": c["d"], "se": c["se"], "text": text}
+
+
 # ------------------------------------------------------------------------------ output
-def claims_json(claims: Sequence[Claim]) -> dict:
+def claims_json(claims: Sequence[Claim], scorer: Mapping | None = None) -> dict:
     return {"rule": VERDICT_RULE, "z": Z, "latency_near": LATENCY_NEAR, "units": "fraction",
-            "order": [c.id for c in claims], "claims": {c.id: asdict(c) for c in claims}}
+            "order": [c.id for c in claims], "claims": {c.id: asdict(c) for c in claims},
+            "scorer_choice": None if scorer is None else dict(scorer)}
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
-    """The claims table (percent points; d and se of the MAP difference) and the rule."""
+def claims_markdown(claims: Sequence[Claim], scorer: Mapping | None = None) -> str:
+    """The claims table (percent points; d and se of the MAP difference), the rule, and with
+    ``scorer`` (:func:`scorer_choice`) the check of the shipped model's scorer."""
     def num(x: float | None, fmt: str) -> str:
         return "–" if x is None else fmt.format(x)
 
@@ -508,16 +568,20 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
                                                               else 100 * c.d, "{:+.2f}")
         se = num(None if c.se is None else 100 * c.se, "{:.2f}")
         lines.append(f"| {c.claim} | {c.paper} | {ours} | {d} | {se} | **{c.verdict_text()}** |")
-    return "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+    out = "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+    if scorer is not None:
+        out += f"\n**The shipped model's scorer**: {scorer['text']}. Rule: {scorer['rule']}\n"
+    return out
 
 
-def write_claims(claims: Sequence[Claim], metrics_dir: str | Path) -> tuple[Path, Path]:
+def write_claims(claims: Sequence[Claim], metrics_dir: str | Path,
+                 scorer: Mapping | None = None) -> tuple[Path, Path]:
     """``metrics/claims.md`` and ``metrics/claims.json`` (atomically)."""
     from uwe.io import write_json, write_text_atomic
 
     metrics_dir = Path(metrics_dir)
     md = metrics_dir / "claims.md"
-    write_text_atomic(md, "# The paper's claims, checked\n\n" + claims_markdown(claims))
+    write_text_atomic(md, "# The paper's claims, checked\n\n" + claims_markdown(claims, scorer))
     js = metrics_dir / "claims.json"
-    write_json(js, claims_json(claims))
+    write_json(js, claims_json(claims, scorer))
     return md, js

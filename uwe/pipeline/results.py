@@ -211,7 +211,7 @@ def collect_ablations(metrics_dir: str | Path, runs: Mapping[str, RunParams],
         on_axes = AXES if not changed else changed if len(changed) == 1 else ()
         if not sli_base:
             # the temperature matters to SLI only: with another base scorer the attention axis
-            # holds the SLI runs that change nothing else (the sweep and `scorer_sli`)
+            # holds the SLI runs that change nothing else (the sweep, an SLI scorer run)
             on_axes = tuple(a for a in on_axes if a != "attention_temperature")
             if values["scorer"] == "sli" and set(changed) <= {"scorer",
                                                               "attention_temperature"}:
