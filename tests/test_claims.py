@@ -185,7 +185,8 @@ def _budget_run(metrics, run, point, steps, levels, softness=None, val=None):
               "budget": {"steps": steps, "batch_size": None, "max_queries": 500},
               "train": {}, "model": f"models/budgets/{run}-{point}",
               "seeds": [{"seed": k, "training": {"best_val_map": vk}, "evaluation": _ev(v),
-                         "softness": softness} for k, (v, vk) in enumerate(zip(levels, val))]}
+                         "softness": softness}
+                        for k, (v, vk) in enumerate(zip(levels, val, strict=True))]}
     write_results(result, metrics / "budgets" / f"{run}-{point}.json")
 
 
