@@ -201,6 +201,39 @@ def sli_mean_target_pairwise(q_emb, q_mask, t_emb, t_mask, attention_temperature
     return _token_mean(tok, qm)  # (n,)
 
 
+# ----------------------------------------------------------------------------- token lists
+def _pad_tokens(tokens) -> tuple[torch.Tensor, torch.Tensor]:
+    """A list of ``(L_i, d)`` token tensors (or one ``(L, d)``) -> ``(n, L, d)`` and a mask."""
+    rows = [tokens] if isinstance(tokens, torch.Tensor) and tokens.dim() == 2 else list(tokens)
+    if not rows:
+        raise ValueError("no token embeddings given")
+    dim = rows[0].shape[-1]
+    length = max(int(r.shape[0]) for r in rows)
+    emb = rows[0].new_zeros(len(rows), length, dim, dtype=torch.float32)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool, device=emb.device)
+    for i, r in enumerate(rows):
+        if r.dim() != 2 or r.shape[-1] != dim:
+            raise ValueError(f"token embeddings {i}: shape {tuple(r.shape)}, expected (L, {dim})")
+        emb[i, : r.shape[0]] = r.float()
+        mask[i, : r.shape[0]] = True
+    return emb, mask
+
+
+def sli_similarity(query_tokens, target_tokens, attention_temperature: float,
+                   attention: str = "raw") -> torch.Tensor:
+    """UWE's SLI score of every query against every target from per-text token embeddings, as
+    ``sentence_transformers.MultiVectorEncoder.encode`` returns them for a UWE folder (a list
+    of ``(L_i, d)`` tensors, or one ``(L, d)`` tensor) -> ``(n_q, n_t)`` float32.
+    ``attention``: ``"raw"`` for ``scorer: sli``, ``"cosine"`` for ``sli_cos``; take
+    ``attention_temperature`` from the folder's ``uwe_config.json``."""
+    fns = {"raw": sli_scores, "cosine": sli_cos_scores}
+    if attention not in fns:
+        raise ValueError(f"attention must be one of {sorted(fns)}, got {attention!r}")
+    q, qm = _pad_tokens(query_tokens)
+    t, tm = _pad_tokens(target_tokens)
+    return fns[attention](q, qm, t, tm, attention_temperature)
+
+
 # ----------------------------------------------------------------------------- registry
 class Scorer(NamedTuple):
     all_pairs: Callable[..., torch.Tensor]

@@ -40,6 +40,7 @@ from uwe.infer.dense import sli_dense_blocks, unit_and_norm
 from uwe.infer.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
 from uwe.infer.model_card import CARD_FILE, model_card
 from uwe.infer.numpy_engine import length_groups
+from uwe.infer.st_folder import write_st_files
 from uwe.infer.textcache import TextCache
 from uwe.io import make_temp_dir, set_default_mode
 
@@ -293,7 +294,9 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
 
     ``uwe_config.json`` = the core keys (uwe version, backbone, scorer, attention temperature,
     max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win);
-    ``README.md`` = the model card made from it (:mod:`uwe.infer.model_card`).
+    ``README.md`` = the model card made from it (:mod:`uwe.infer.model_card`); and the
+    sentence-transformers files that make the folder load exactly in that library
+    (:mod:`uwe.infer.st_folder`).
     """
     path = Path(path)
     tmp = make_temp_dir(path)
@@ -311,6 +314,7 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
                                       + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(json.loads(json.dumps(config, default=str)),
                                                 name=path.name), encoding="utf-8")
+        write_st_files(tmp, model.scorer_name, enc.max_length, enc.dim, config["pooler"])
         pickles = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
         assert not pickles, f"pickle files written: {pickles}"
         for f in tmp.iterdir():  # safetensors writes 0600; the folder's files as any output
