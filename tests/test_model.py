@@ -126,6 +126,12 @@ def test_save_writes_a_model_card_from_the_config(model, tmp_path):
     bare = (save(model, tmp_path / "bare") / "README.md").read_text()  # no training info
     assert "| scorer | `sli` |" in bare and "## Training" not in bare
     assert "## Validation" not in bare
+    # which sentence-transformers class loads the folder, and how UWE's score is computed
+    assert "loaded by `MultiVectorEncoder`" in card
+    assert "uwe.sli_similarity(q, t, 0.1, 'raw')" in card
+    mean = UWEModel(model.encoder, scorer="mean")
+    mean_card = (save(mean, tmp_path / "mean") / "README.md").read_text()
+    assert "loaded by `SentenceTransformer`" in mean_card and "model.similarity(q, t)" in mean_card
 
 
 def test_load_errors_name_the_problem(model, tmp_path):

@@ -109,8 +109,38 @@ def model_card(config: dict[str, Any], name: str = "UWE model") -> str:
         "scores = model.score(['data scientist'], ['python', 'bake bread'])",
         "```",
         "",
+        *_library_use(config),
     ]
     return "\n".join(lines)
+
+
+def _library_use(config: dict[str, Any]) -> list[str]:
+    """The card's sentence-transformers section: which class loads the folder, five lines."""
+    from uwe.infer.st_folder import library_class
+
+    scorer = str(config.get("scorer", "sli"))
+    cls = library_class(scorer)
+    head = ["The folder is also a sentence-transformers folder, loaded by "
+            f"`{cls}` (with UWE's max length, {config.get('max_length', '-')} tokens):", "",
+            "```python"]
+    if cls == "SentenceTransformer":
+        body = ["from sentence_transformers import SentenceTransformer",
+                "",
+                "model = SentenceTransformer('<this folder>')  # mean pooling + L2 normalisation",
+                "q, t = model.encode(['data scientist']), model.encode(['python', 'bake bread'])",
+                "scores = model.similarity(q, t)  # cosine: UWE's score"]
+    else:
+        attention = "cosine" if scorer == "sli_cos" else "raw"
+        body = ["import uwe",
+                "from sentence_transformers import MultiVectorEncoder",
+                "",
+                "model = MultiVectorEncoder('<this folder>')  # raw token embeddings, unprojected",
+                "q, t = model.encode(['data scientist']), model.encode(['python', 'bake bread'])",
+                f"scores = uwe.sli_similarity(q, t, {config.get('attention_temperature')}, "
+                f"'{attention}')  # UWE's score"]
+        if scorer not in ("sli", "sli_cos"):
+            body.append(f"# this model scores with `{scorer}`: uwe.load('<this folder>') does")
+    return [*head, *body, "```", ""]
 
 
 def count_params(weights: Path) -> int:
