@@ -1,7 +1,8 @@
 """One entry point that turns a model spec into an object with the scoring contract.
 
-A spec is a trained UWE folder (it holds ``uwe_config.json``), a lexical baseline name
-(``bm25``, ``tfidf_char``) or an embedder name / Hugging Face id (``all-MiniLM-L6-v2``, ...).
+A spec is a trained UWE folder (it holds ``uwe_config.json``), a sentence-transformers folder
+(``modules.json``), a lexical baseline name (``bm25``, ``tfidf_char``) or an embedder name /
+Hugging Face id (``all-MiniLM-L6-v2``, ...).
 Every returned object implements ``score(queries, targets)`` and
 ``index_targets(targets)`` + ``score_index(queries, index)``.
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from uwe.bench.baselines import model_slug
 
-from uwe.infer.folder import UWE_CONFIG, find_uwe_folder
+from uwe.infer.folder import UWE_CONFIG, find_st_folder, find_uwe_folder
 
 __all__ = ["find_uwe_folder", "load_model", "model_slug"]
 
@@ -42,10 +43,20 @@ def load_model(spec: str, root: str | Path = ".", device: str = "auto", batch_si
         from uwe.infer.model import load
 
         return load(folder, device=device, batch_size=batch_size, text_cache_mb=text_cache_mb)
+    st_folder = find_st_folder(spec, root)
+    if st_folder is not None:
+        from uwe.infer.st_folder import read_st_folder
+
+        if read_st_folder(st_folder).scorer != "mean":  # a token-level (MultiVectorEncoder) one
+            from uwe.infer.model import load_st_folder
+
+            return load_st_folder(st_folder, device=device, batch_size=batch_size,
+                                  text_cache_mb=text_cache_mb)
+        spec = str(st_folder)  # a sentence-embedding model: the embedders' engines below
     looks_like_path = spec.startswith((".", "/")) or spec.startswith("models/")
-    if looks_like_path:
+    if looks_like_path and st_folder is None:
         raise FileNotFoundError(
-            f"model folder {spec!r} not found or has no {UWE_CONFIG} "
+            f"model folder {spec!r} not found or has neither {UWE_CONFIG} nor modules.json "
             f"(looked in {Path(spec).resolve()} and {(Path(root) / spec).resolve()})"
         )
     from uwe.bench.baselines import make_model

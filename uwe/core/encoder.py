@@ -65,8 +65,12 @@ class TokenEncoder(nn.Module):
         from uwe.pretrained import resolve_model
 
         resolved = resolve_model(name_or_path)
-        folder = transformer_folder(resolved) if Path(resolved).is_dir() else resolved
-        backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
+        if Path(resolved).is_dir():
+            folder = transformer_folder(resolved)
+            backbone = load_backbone(folder)  # strict: one line naming a bad tensor
+        else:  # a hub id in the local cache (or a download the user allowed)
+            folder = resolved
+            backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
         drop_pooler(backbone)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(backbone, tokenizer, max_length, backbone_name=str(name_or_path))
@@ -98,16 +102,50 @@ class TokenEncoder(nn.Module):
         return emb, batch["attention_mask"].bool()  # (n, L, d), (n, L)
 
 
-def load_backbone(path: str | Path, pooler: bool = True):
-    """The float32 ``AutoModel`` saved in ``path`` (safetensors only); weights that do not load
-    are one :class:`uwe.errors.InputError` naming the file."""
-    from transformers import AutoModel
+def load_backbone(path: str | Path, pooler: bool | None = None):
+    """The float32 ``AutoModel`` saved in ``path`` (safetensors only), loaded strictly: its
+    tensors must be exactly those ``config.json`` describes, shapes included
+    (:func:`uwe.infer.folder.check_tensors`), else one :class:`uwe.errors.InputError` naming
+    the tensor; the library's load table is not printed. ``pooler`` None = build the [CLS]
+    pooler head when the weights have one (UWE never runs it)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
 
+    from uwe.infer.folder import check_tensors, tensor_shapes
+
+    path = Path(path)
+    try:
+        shapes = tensor_shapes(path / WEIGHTS)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path / WEIGHTS}: the weights do not load ({err}): the file is "
+                         f"truncated or damaged; copy or train the model again") from None
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as err:  # transformers raises OSError / ValueError / KeyError kinds
+        raise InputError(f"{path / 'config.json'}: not a backbone config "
+                         f"({' '.join(str(err).split())[:200]})") from None
+    if pooler is None:
+        pooler = any(k.startswith("pooler.") for k in shapes)
     extra = {} if pooler else {"add_pooling_layer": False}
+    with torch.device("meta"):
+        skeleton = AutoModel.from_config(config, **extra)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    prefix = f"{skeleton.base_model_prefix}."
+    if not set(expected) & set(shapes) and any(k.startswith(prefix) for k in shapes):
+        shapes = {k.removeprefix(prefix): v for k, v in shapes.items()}  # saved with its head
+    check_tensors(path / WEIGHTS, shapes, expected, path / "config.json")
+    verbosity = transformers.logging.get_verbosity()
+    progress = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()  # the load table: checked above, in one line
+    transformers.utils.logging.disable_progress_bar()
     try:
         return AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
                                          **extra)
     except Exception as err:  # safetensors / transformers raise their own error types
-        raise InputError(f"{Path(path) / WEIGHTS}: the weights do not load "
+        raise InputError(f"{path / WEIGHTS}: the weights do not load "
                          f"({' '.join(str(err).split())[:300]}): the file is truncated or "
                          f"damaged; copy or train the model again") from err
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if progress:
+            transformers.utils.logging.enable_progress_bar()

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from uwe.core.names import SCORER_NAMES
+
 EPS = 1e-12
 EXP_FLOOR = -80.0  # see sli_dense
 
@@ -247,6 +249,8 @@ SCORERS: dict[str, Scorer] = {
     "sli_mean_target": Scorer(sli_mean_target_scores, sli_mean_target_pairwise),
     "sli_cos": Scorer(sli_cos_scores, sli_cos_pairwise),
 }
+if tuple(SCORERS) != SCORER_NAMES:  # the torch-free engines validate folders by these names
+    raise ImportError(f"uwe.core.names.SCORER_NAMES {SCORER_NAMES} != SCORERS {tuple(SCORERS)}")
 #: scorers with a token attention, and the unit of its logits (``uwe.core.softness``)
 ATTENTION_UNIT: dict[str, str] = {"sli": "raw", "sli_cos": "cosine"}
 

@@ -12,8 +12,12 @@ ranks nonsense; :func:`uwe.infer.model.load` and :class:`uwe.infer.numpy_engine.
 from __future__ import annotations
 
 import json
+import math
+import struct
+from collections.abc import Mapping
 from pathlib import Path
 
+from uwe.core.names import SCORER_NAMES
 from uwe.errors import InputError
 
 UWE_CONFIG = "uwe_config.json"
@@ -42,7 +46,7 @@ def read_json_object(path: Path) -> dict:
 
 def read_uwe_config(folder: str | Path) -> dict:
     """``uwe_config.json`` of a UWE folder, checked to be an object with the keys a model needs
-    (:data:`UWE_CONFIG_KEYS`)."""
+    (:data:`UWE_CONFIG_KEYS`) and values every engine can run (:func:`check_uwe_config`)."""
     path = Path(folder) / UWE_CONFIG
     config = read_json_object(path)
     missing = [k for k in UWE_CONFIG_KEYS if k not in config]
@@ -50,7 +54,48 @@ def read_uwe_config(folder: str | Path) -> dict:
         raise InputError(f"{path}: missing key{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(map(repr, missing))}; the folder was not written by "
                          f"uwe.infer.model.save")
+    backbone = Path(folder) / "config.json"
+    check_uwe_config(config, path, read_json_object(backbone) if backbone.is_file() else None)
     return config
+
+
+#: backbones whose positions start after the padding index (RoBERTa / MPNet family)
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")
+
+
+def max_positions(backbone: Mapping) -> int | None:
+    """How many tokens the backbone of ``config.json`` ``backbone`` can embed (None: unknown)."""
+    n = backbone.get("max_position_embeddings")
+    if isinstance(n, bool) or not isinstance(n, int):
+        return None
+    if backbone.get("model_type") in OFFSET_POSITIONS:
+        n -= int(backbone.get("pad_token_id") or 0) + 1
+    return n
+
+
+def check_uwe_config(config: Mapping, path: str | Path, backbone: Mapping | None = None) -> None:
+    """One validator of ``uwe_config.json`` for every engine (torch, ONNX, NumPy): InputError
+    naming the file, key and value unless the scorer is known, the attention temperature a
+    finite number > 0, the max length an integer from 2 to what the backbone embeds
+    (``backbone`` = its ``config.json``) and ``pooler`` a boolean."""
+    def bad(key: str, want: str) -> InputError:
+        return InputError(f"{path}: bad {key!r} {config.get(key)!r} ({want})")
+
+    scorer = config.get("scorer")
+    if not isinstance(scorer, str) or scorer not in SCORER_NAMES:
+        raise bad("scorer", f"one of {', '.join(SCORER_NAMES)}")
+    tau = config.get("attention_temperature")
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau) \
+            or tau <= 0:
+        raise bad("attention_temperature", "a finite number > 0")
+    length = config.get("max_length")
+    limit = max_positions(backbone or {})
+    if isinstance(length, bool) or not isinstance(length, int) or length < 2 or (
+            limit is not None and length > limit):
+        upto = f" to {limit}, the backbone's positions" if limit is not None else " or more"
+        raise bad("max_length", f"an integer from 2{upto}")
+    if "pooler" in config and not isinstance(config["pooler"], bool):
+        raise bad("pooler", "true or false")
 
 
 def check_model_folder(folder: str | Path, tokenizer_size: bool = True) -> dict:
@@ -112,3 +157,84 @@ def find_uwe_folder(spec: str, root: str | Path = ".") -> Path | None:
         if (candidate / UWE_CONFIG).is_file():
             return candidate
     return None
+
+
+def find_st_folder(spec: str, root: str | Path = ".") -> Path | None:
+    """The sentence-transformers folder (``modules.json``, no ``uwe_config.json``) ``spec``
+    names (absolute, or relative to ``root``), else None."""
+    for candidate in (Path(spec).expanduser(), Path(root) / spec):
+        if (candidate / "modules.json").is_file() and not (candidate / UWE_CONFIG).is_file():
+            return candidate
+    return None
+
+
+# ------------------------------------------------------------------------------ weights
+#: tensors a backbone may have or lack without changing UWE's outputs (the [CLS] pooler head,
+#: which UWE never runs; folders differ in whether they kept it)
+OPTIONAL_TENSORS = ("pooler.",)
+
+
+def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict, int]:
+    """``(entries, metadata, data_start)`` of a ``.safetensors`` file from its header alone:
+    ``entries[name] = {"dtype", "shape", "data_offsets"}``. ValueError naming the file when the
+    header is malformed or does not fit the file (truncated)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path}: not a safetensors file (too short)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: bad safetensors header: {err}") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: bad safetensors header")
+    meta = header.pop("__metadata__", None) or {}
+    for name, info in header.items():
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise ValueError(f"{path}: bad entry {name!r} in the header")
+    return header, meta, 8 + n
+
+
+def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor of a ``.safetensors`` file (header only)."""
+    entries, _, _ = safetensors_header(path)
+    try:
+        return {name: tuple(int(s) for s in info["shape"]) for name, info in entries.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: bad tensor shape in the header: {err}") from err
+
+
+def check_tensors(weights: str | Path, shapes: Mapping[str, tuple[int, ...]],
+                  expected: Mapping[str, tuple[int, ...]], config: str | Path,
+                  optional: tuple[str, ...] = OPTIONAL_TENSORS) -> None:
+    """InputError, one line naming the tensor, unless the tensors of ``weights`` (``shapes``)
+    are exactly those the backbone of ``config`` has (``expected``), shapes included; tensors
+    under an ``optional`` prefix may be present or absent. Libraries fill a missing tensor with
+    random values and skip an unexpected one, which ranks with a different model, silently."""
+    weights, config = Path(weights), Path(config)
+
+    def required(name: str) -> bool:
+        return not name.startswith(optional)
+
+    missing = [k for k in expected if k not in shapes and required(k)]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{weights}: tensor {missing[0]!r}{more} is missing: the file does not "
+                         f"hold the weights {config.name} describes (damaged or replaced); copy "
+                         f"or train the model again")
+    unexpected = [k for k in shapes if k not in expected and required(k)]
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise InputError(f"{weights}: unexpected tensor {unexpected[0]!r}{more}, which the "
+                         f"backbone of {config.name} does not have: the weights belong to "
+                         f"another model")
+    for name, shape in expected.items():
+        if name in shapes and tuple(shapes[name]) != tuple(shape):
+            raise InputError(f"{config}: disagrees with {weights.name}: tensor {name!r} has shape "
+                             f"{list(shapes[name])} in the weights, {list(shape)} by "
+                             f"{config.name}")

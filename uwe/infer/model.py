@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from uwe import __version__
-from uwe.core.encoder import TokenEncoder, load_backbone
+from uwe.core.encoder import TokenEncoder, drop_pooler, load_backbone
 from uwe.core.scoring import ATTENTION_UNIT, EPS, get_scorer, mean_pool
-from uwe.errors import InputError
 from uwe.infer.dense import sli_dense_blocks, unit_and_norm
 from uwe.infer.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
 from uwe.infer.model_card import CARD_FILE, model_card
@@ -337,18 +336,19 @@ def replace_dir(src: Path, dest: Path) -> None:
 
 
 def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
-    """Load a folder written by :func:`save`; ``kwargs`` go to :class:`UWEModel`."""
+    """Load a UWE folder written by :func:`save` (by this or an older version of the project),
+    or a sentence-transformers folder (:func:`load_st_folder`); ``kwargs`` go to
+    :class:`UWEModel`. A folder that is neither, or damaged, is one line naming what is wrong."""
     from transformers import AutoTokenizer
 
     from uwe.pretrained import resolve_device
 
     path = Path(path)
+    if not (path / UWE_CONFIG).is_file() and (path / "modules.json").is_file():
+        return load_st_folder(path, device=device, **kwargs)
     config = check_model_folder(path, tokenizer_size=False)  # files, configs: one line if not
-    try:
-        get_scorer(config["scorer"])
-    except (KeyError, ValueError) as err:
-        raise InputError(f"{path / UWE_CONFIG}: bad 'scorer': {err}") from err
-    backbone = load_backbone(path, pooler=config.get("pooler", True))
+    backbone = load_backbone(path)  # strict; the pooler as the weights have it (older folders)
+    drop_pooler(backbone)
     tokenizer = AutoTokenizer.from_pretrained(path)
     check_tokenizer_size(len(tokenizer), int(backbone.config.vocab_size), path)
     encoder = TokenEncoder(backbone, tokenizer, max_length=int(config["max_length"]),
@@ -357,3 +357,30 @@ def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
     kwargs.setdefault("name", path.name)
     return UWEModel(encoder, config["scorer"], float(config["attention_temperature"]),
                     config=config, **kwargs)
+
+
+def load_st_folder(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
+    """A sentence-transformers folder as the UWE model that ranks as the library does
+    (:func:`uwe.infer.st_folder.read_st_folder`: a mean-pooling ``SentenceTransformer`` ->
+    scorer ``mean``; a ``MultiVectorEncoder`` of normalised tokens -> ``maxsim``), at its
+    ``max_seq_length``; one line naming the file and module when it computes anything else."""
+    from transformers import AutoTokenizer
+
+    from uwe.infer.folder import check_uwe_config, read_json_object
+    from uwe.infer.st_folder import read_st_folder
+    from uwe.pretrained import resolve_device
+
+    path = Path(path)
+    st = read_st_folder(path)
+    config = {"scorer": st.scorer, "attention_temperature": 0.1, "max_length": st.max_length,
+              "backbone": path.name, "source": f"sentence-transformers {st.model_type}"}
+    check_uwe_config(config, st.transformer / "sentence_bert_config.json",
+                     read_json_object(st.transformer / "config.json"))
+    backbone = load_backbone(st.transformer)
+    drop_pooler(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(st.transformer)
+    check_tokenizer_size(len(tokenizer), int(backbone.config.vocab_size), st.transformer)
+    encoder = TokenEncoder(backbone, tokenizer, max_length=st.max_length, backbone_name=path.name)
+    encoder.to(resolve_device(device)).eval()
+    kwargs.setdefault("name", path.name)
+    return UWEModel(encoder, st.scorer, config=config, **kwargs)

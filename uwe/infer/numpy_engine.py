@@ -21,9 +21,7 @@ cannot run here (another architecture, another scorer); the CLI then uses torch.
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,23 +57,11 @@ def mmap_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
     only the pages a computation touches are read. Raises ValueError on a malformed or
     truncated file (a header that does not match the file size).
     """
+    from uwe.infer.folder import safetensors_header
+
     path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) != 8:
-            raise ValueError(f"{path}: not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8:
-            raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: bad safetensors header: {err}") from err
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: bad safetensors header")
-    meta = header.pop("__metadata__", None) or {}
-    base, data_len = 8 + n, size - 8 - n
+    header, meta, base = safetensors_header(path)
+    data_len = path.stat().st_size - base
     mm = np.memmap(path, dtype=np.uint8, mode="c") if data_len > 0 else np.zeros(0, np.uint8)
     out = {}
     for name, info in header.items():
@@ -120,6 +106,25 @@ def _weight_names(n_layers: int) -> list[str]:
     return names
 
 
+def bert_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor of the BERT backbone ``config.json`` describes (the
+    ``transformers.BertModel`` state dict without the pooler)."""
+    h, inter = int(cfg["hidden_size"]), int(cfg["intermediate_size"])
+    shapes = {"embeddings.word_embeddings.weight": (int(cfg["vocab_size"]), h),
+              "embeddings.position_embeddings.weight": (int(cfg["max_position_embeddings"]), h),
+              "embeddings.token_type_embeddings.weight": (int(cfg.get("type_vocab_size", 2)), h),
+              "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)}
+    out_dims = {"intermediate.dense": (inter, h), "output.dense": (h, inter)}
+    for i in range(int(cfg["num_hidden_layers"])):
+        for m in _LAYER_WEIGHTS:
+            w = out_dims.get(m, (h, h))
+            shapes[f"encoder.layer.{i}.{m}.weight"] = w
+            shapes[f"encoder.layer.{i}.{m}.bias"] = (w[0],)
+        for m in _LAYER_NORMS:
+            shapes[f"encoder.layer.{i}.{m}.weight"] = shapes[f"encoder.layer.{i}.{m}.bias"] = (h,)
+    return shapes
+
+
 def unsupported_reason(folder: str | Path) -> str | None:
     """None if :class:`NumpyUWE` can run the UWE folder ``folder``, else why not (cheap: reads
     the JSON configs and the weights' header only)."""
@@ -146,10 +151,7 @@ def unsupported_reason(folder: str | Path) -> str | None:
         weights, _ = mmap_safetensors(folder / "model.safetensors")
     except (OSError, ValueError) as err:
         return f"cannot read model.safetensors: {err}"
-    names = _weight_names(int(cfg.get("num_hidden_layers", 0)))
-    missing = [k for k in names if k not in weights]
-    if missing:
-        return f"weights missing from model.safetensors, e.g. {missing[0]!r}"
+    names = [k for k in _weight_names(int(cfg.get("num_hidden_layers", 0))) if k in weights]
     bad = [k for k in names if weights[k].dtype != np.float32]
     if bad:
         return f"weights not float32, e.g. {bad[0]!r}"
@@ -221,7 +223,8 @@ class NumpyUWE:
     def __init__(self, folder: str | Path):
         from tokenizers import Tokenizer
 
-        from uwe.infer.folder import check_model_folder, check_tokenizer_size
+        from uwe.errors import InputError
+        from uwe.infer.folder import check_model_folder, check_tensors, check_tokenizer_size
 
         folder = Path(folder)
         check_model_folder(folder, tokenizer_size=False)
@@ -232,6 +235,14 @@ class NumpyUWE:
         self.config = read_json_object(folder / "config.json")
         self.uwe_config = read_json_object(folder / "uwe_config.json")
         self.weights, _ = mmap_safetensors(folder / "model.safetensors")
+        try:  # strict, as every engine: one line naming a missing, extra or misshapen tensor
+            expected = bert_shapes(self.config)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{folder / 'config.json'}: bad or missing {err} for a BERT "
+                             f"backbone") from None
+        check_tensors(folder / "model.safetensors",
+                      {k: tuple(v.shape) for k, v in self.weights.items()}, expected,
+                      folder / "config.json")
         self.attention_temperature = float(self.uwe_config["attention_temperature"])
         self.max_length = int(self.uwe_config["max_length"])
         self.name = folder.name

@@ -30,7 +30,6 @@ the maximum difference on real texts).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -86,10 +85,7 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
     from uwe.core.encoder import load_backbone
 
     folder, path = Path(folder), Path(path)
-    ucfg = folder / "uwe_config.json"
-    pooler = not ucfg.is_file() or json.loads(ucfg.read_text(encoding="utf-8")).get("pooler",
-                                                                                      True)
-    backbone = load_backbone(folder, pooler=pooler).eval()
+    backbone = load_backbone(folder).eval()  # strict: one line naming a bad tensor
 
     class Hidden(torch.nn.Module):
         def __init__(self, m):
@@ -252,27 +248,15 @@ class OrtModel:
         """A mean-pooling sentence-transformers model (all-MiniLM-L6-v2, all-mpnet-base-v2, a
         folder) as its ``SentenceTransformer`` encodes: mean over the tokens, unit length; its
         ``max_seq_length`` from ``sentence_bert_config.json``."""
+        from uwe.infer.st_folder import read_st_folder
         from uwe.pretrained import resolve_model
 
-        root = Path(resolve_model(name))
-        modules = root / "modules.json"
-        sub, pooling = root, "mean"
-        if modules.is_file():
-            for m in json.loads(modules.read_text(encoding="utf-8")):
-                if m.get("type", "").endswith("Transformer"):
-                    sub = root / m.get("path", "")
-                if m.get("type", "").endswith("Pooling"):
-                    pcfg = root / m.get("path", "") / "config.json"
-                    if pcfg.is_file():
-                        p = json.loads(pcfg.read_text(encoding="utf-8"))
-                        pooling = "mean" if p.get("pooling_mode_mean_tokens") else "other"
-        if pooling != "mean":
-            raise InputError(f"{name}: the ONNX engine runs mean-pooling models only")
-        st_cfg = sub / "sentence_bert_config.json"
-        max_len = (json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length", 256)
-                   if st_cfg.is_file() else 256)
+        st = read_st_folder(resolve_model(name))  # one line if the library computes otherwise
+        if st.scorer != "mean":
+            raise InputError(f"{name}: the ONNX engine runs mean-pooling sentence-transformers "
+                             f"models only ({st.model_type} folder)")
         kw.setdefault("name", name)
-        return cls(sub, "mean", max_length=int(max_len), **kw)
+        return cls(st.transformer, "mean", max_length=st.max_length, **kw)
 
     # -- encoder ---------------------------------------------------------------------------
     @property
