@@ -175,6 +175,59 @@ def _argv(*argv):
     return lambda tmp, root, model: argv
 
 
+def _weights(kind: str, engine: str):
+    """A folder whose weights lack a tensor, have one more, or disagree with config.json: each
+    engine refuses it in one line (libraries fill a missing tensor randomly)."""
+    def setup(tmp, root, model):
+        from safetensors.torch import load_file, save_file
+
+        path = model / "model.safetensors"
+        tensors = load_file(path)
+        if kind == "missing":
+            del tensors["encoder.layer.0.attention.self.query.weight"]
+        elif kind == "unexpected":
+            tensors["extra.weight"] = torch.zeros(2)
+        else:  # config.json describes another backbone
+            cfg = json.loads((model / "config.json").read_text(encoding="utf-8"))
+            cfg["intermediate_size"] = 2 * cfg["intermediate_size"]
+            (model / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        save_file(tensors, path, metadata={"format": "pt"})
+        return ("rank", "--model", model, "--engine", engine, "--task", "job2skill", "--root",
+                root, "nurse")
+    return setup
+
+
+WEIGHT_ERRORS = {
+    "missing": r"model\.safetensors: tensor 'encoder\.layer\.0\.attention\.self\.query\.weight' "
+               r"is missing",
+    "unexpected": r"model\.safetensors: unexpected tensor 'extra\.weight'",
+    "config": r"config\.json: disagrees with model\.safetensors: tensor "
+              r"'encoder\.layer\.0\.intermediate\.dense\.(weight|bias)' has shape",
+}
+
+
+def _config_value(key: str, value, engine: str):
+    """uwe_config.json with a value no engine can run: the same one line from every engine."""
+    def setup(tmp, root, model):
+        path = model / "uwe_config.json"
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        cfg[key] = value
+        path.write_text(json.dumps(cfg), encoding="utf-8")
+        return ("rank", "--model", model, "--engine", engine, "--task", "job2skill", "--root",
+                root, "nurse")
+    return setup
+
+
+CONFIG_VALUES = [("attention_temperature", -1.0, r"a finite number > 0"),
+                 ("attention_temperature", float("nan"), r"a finite number > 0"),
+                 ("attention_temperature", "0.1", r"a finite number > 0"),
+                 ("attention_temperature", None, r"a finite number > 0"),
+                 ("max_length", 0, r"an integer from 2 to 128"),
+                 ("max_length", 1000, r"an integer from 2 to 128, the backbone's positions"),
+                 ("scorer", "sli2", r"one of sli, mean"),
+                 ("pooler", "yes", r"true or false")]
+
+
 CASES = {
     "model folder without tokenizer.json": (_no_tokenizer, r"missing tokenizer\.json or vocab"),
     "tokenizer of another model (numpy)": (_small_tokenizer("numpy"),
@@ -237,6 +290,13 @@ CASES = {
                                           "--root", t / "empty", "x"),
                          r"no curated heldout tasks .* run `dvc repro curate`, or pass --root"),
 }
+for _engine in ("torch", "numpy", "onnx"):
+    for _kind, _pattern in WEIGHT_ERRORS.items():
+        CASES[f"weights: {_kind} tensor ({_engine})"] = (_weights(_kind, _engine), _pattern)
+    for _key, _value, _want in CONFIG_VALUES:
+        CASES[f"uwe_config {_key} {_value!r} ({_engine})"] = (
+            _config_value(_key, _value, _engine),
+            rf"uwe_config\.json: bad '{_key}' .*\({_want}")
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -353,7 +413,8 @@ def test_a_failing_evaluate_leaves_its_out_file(run, root, tmp_path):
 def test_saved_model_files_have_the_default_mode(uwe_dir):
     mask = os.umask(0o022)
     os.umask(mask)
-    modes = {p.name: p.stat().st_mode & 0o777 for p in Path(uwe_dir).iterdir()}
+    modes = {str(p.relative_to(uwe_dir)): p.stat().st_mode & 0o777
+             for p in Path(uwe_dir).rglob("*") if p.is_file()}
     assert modes["model.safetensors"] == 0o666 & ~mask
     assert set(modes.values()) == {0o666 & ~mask}
 

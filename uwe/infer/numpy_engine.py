@@ -127,11 +127,14 @@ def bert_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
 
 def unsupported_reason(folder: str | Path) -> str | None:
     """None if :class:`NumpyUWE` can run the UWE folder ``folder``, else why not (cheap: reads
-    the JSON configs and the weights' header only)."""
+    the JSON configs and the weights' header only); InputError when ``uwe_config.json`` holds
+    a value no engine can run (:func:`uwe.infer.folder.check_uwe_config`)."""
+    from uwe.infer.folder import read_uwe_config
+
     folder = Path(folder)
+    ucfg = read_uwe_config(folder)  # a value no engine can run: InputError, not a reason
     try:
         cfg = read_json_object(folder / "config.json")
-        ucfg = read_json_object(folder / "uwe_config.json")
     except (OSError, ValueError) as err:
         return f"cannot read the model configs: {err}"
     if ucfg.get("scorer") != "sli":
