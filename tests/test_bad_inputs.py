@@ -122,6 +122,49 @@ def _targets_csv_without_target(tmp, root, model):
     return ("rank", "--model", "bm25", "--targets", path, "python")
 
 
+def _table(name: str, text: str):
+    def setup(tmp, root, model):
+        (tmp / name).write_text(text, encoding="utf-8")
+        return ("rank", "--model", "bm25", "--targets", tmp / name, "python")
+    return setup
+
+
+TABLES = {  # name, text -> targets, or the error's pattern
+    "one column, no header: the first row is a target": (
+        "skills.csv", "python\nsql\nexcel\n", ["python", "sql", "excel"]),
+    "header naming target, a quoted comma": (
+        "skills.csv", 'id,target\n1,"manage, lead"\n2,sql\n', ["manage, lead", "sql"]),
+    "tsv, commas inside targets": (
+        "skills.tsv", "target\tid\nmanage, lead\t1\nsql\t2\n", ["manage, lead", "sql"]),
+    "unquoted comma": ("skills.csv", "python\nmanage, lead\nsql\n",
+                       r"row 2 has 2 fields, row 1 has 1 \(an unquoted ','"),
+    "stray tab": ("skills.tsv", "python\nmanage\tlead\n",
+                  r"row 2 has 2 fields, row 1 has 1 \(a stray tab"),
+    "semicolon-separated csv with a header": ("skills.csv", "target;id\npython;1\nsql;2\n",
+                                              r"looks semicolon-separated"),
+    "semicolon-separated csv without a header": ("skills.csv", "python;1\nsql;2\n",
+                                                 r"looks semicolon-separated"),
+    "tab-separated csv": ("skills.csv", "target\tid\npython\t1\n", r"looks tab-separated"),
+    "an unterminated quote": ("skills.csv", 'python\n"sql\n', r"row \d+: unexpected end"),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLES))
+def test_a_targets_table_is_read_by_its_extensions_rule(case, tmp_path):
+    from uwe.errors import CLIError
+    from uwe.infer.ranker import read_targets_file
+
+    name, text, want = TABLES[case]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    if isinstance(want, list):
+        assert read_targets_file(path) == want
+    else:
+        with pytest.raises(CLIError, match=want) as err:
+            read_targets_file(path)
+        assert "\n" not in str(err.value)
+
+
 def _truncated_task(tmp, root, model):
     path = task_file(root)
     path.write_bytes(path.read_bytes()[:100])
@@ -239,8 +282,11 @@ CASES = {
                                               r"positive target"),
     "task with 0 query rows": (_no_query_rows, r"queries\.parquet: no query rows"),
     "csv targets, several columns, none 'target'": (
-        _targets_csv_without_target, r"skills\.csv has 3 columns \(id, name, kind\) and none "
-                                     r"named 'target'"),
+        _targets_csv_without_target, r"skills\.csv has 3 columns and no header row naming a "
+                                     r"'target' column"),
+    "csv targets, an unquoted comma in a row": (
+        _table("skills.csv", "python\nmanage, lead\nsql\n"),
+        r"skills\.csv: row 2 has 2 fields, row 1 has 1 \(an unquoted ',' inside a target\?"),
     "evaluate --task ''": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", "",
                                             "--root", r), r"--task '' names no task"),
     "evaluate --task ','": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", ",",

@@ -58,35 +58,81 @@ def read_text_file(path: Path) -> str:
     return text
 
 
+#: the one rule per extension of a targets table (README "Ranking your own targets")
+TABLE_RULE = ("a .csv is comma-separated with \"...\" quoting, a .tsv tab-separated without "
+              "quoting; the first row is a header only when one of its fields is 'target'; "
+              "one column = one target per row, several need the 'target' column")
+OTHER_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _table_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank row of a .csv / .tsv text (:data:`TABLE_RULE`)."""
+    import csv
+
+    if delimiter == "\t":
+        reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(text.splitlines(keepends=True), delimiter=",", strict=True)
+    rows = []
+    try:
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                rows.append((reader.line_num, fields))
+    except csv.Error as err:
+        raise CLIError(f"{path}: row {reader.line_num}: {err} ({TABLE_RULE})") from None
+    return rows
+
+
+def read_table_targets(path: Path, text: str) -> list[str]:
+    """The targets of a .csv / .tsv file by :data:`TABLE_RULE`; a row whose field count differs
+    from the first row's, or a file written with another delimiter, is refused in one line
+    naming the row (never a target lost to a guessed header or split at a comma)."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    rows = _table_rows(path, text, delimiter)
+    if not rows:
+        raise CLIError(f"target file {path} contains no targets")
+    first = [f.strip() for f in rows[0][1]]
+    header = "target" in first
+    if not header:
+        for other, name in OTHER_DELIMITERS.items():
+            if other == delimiter:
+                continue
+            split_header = "target" in [f.strip() for f in rows[0][1][0].split(other)]
+            if len(first) == 1 and (split_header or (
+                    len(rows) > 1 and all(other in r[1][0] for r in rows))):
+                raise CLIError(f"{path} looks {name}-separated (every row, or the header, "
+                               f"splits at {other!r}); {TABLE_RULE}")
+    width = len(rows[0][1])
+    for line, fields in rows[1:]:
+        if len(fields) != width:
+            hint = (" (an unquoted ',' inside a target? quote it: \"a, b\")"
+                    if delimiter == "," else " (a stray tab inside a target?)")
+            raise CLIError(f"{path}: row {line} has {len(fields)} fields, row {rows[0][0]} has "
+                           f"{width}{hint}")
+    if header:
+        column = first.index("target")
+        return [fields[column] for _, fields in rows[1:]]
+    if width > 1:
+        raise CLIError(f"target file {path} has {width} columns and no header row naming a "
+                       f"'target' column; {TABLE_RULE}")
+    return [fields[0] for _, fields in rows]
+
+
 def read_targets_file(path: str | Path) -> list[str]:
-    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` or ``.parquet`` (the column
-    ``target``, or the only column); stripped, empty rows dropped, duplicates dropped (first
-    occurrence kept, so target ``j`` is the ``j``-th distinct text). Text files are UTF-8
-    (a BOM is dropped) or UTF-16 with a BOM; a table with several columns and none named
-    ``target`` is refused rather than guessed."""
+    """Targets from ``.txt`` (one per line), ``.csv``/``.tsv`` (:data:`TABLE_RULE`:
+    :func:`read_table_targets`) or ``.parquet`` (the column ``target``, or the only column);
+    stripped, empty rows dropped, duplicates dropped (first occurrence kept, so target ``j`` is
+    the ``j``-th distinct text). Text files are UTF-8 (a BOM is dropped) or UTF-16 with its BOM."""
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"target file not found: {p}")
     suffix = p.suffix.lower()
-    if suffix in LIST_SUFFIXES:
-        import io
-
+    if suffix == ".parquet":
         import pandas as pd
 
         try:
-            df = (
-                pd.read_parquet(p)
-                if suffix == ".parquet"
-                else pd.read_csv(
-                    io.StringIO(read_text_file(p)),
-                    sep="\t" if suffix == ".tsv" else ",",
-                    dtype=str,
-                    keep_default_na=False,
-                )
-            )
-        except (ValueError, OSError, pd.errors.ParserError) as err:
-            if isinstance(err, CLIError):
-                raise
+            df = pd.read_parquet(p)
+        except (ValueError, OSError) as err:
             msg = " ".join(str(err).split())
             raise CLIError(f"cannot read target file {p}: {msg}") from err
         if df.shape[1] == 0:
@@ -97,6 +143,8 @@ def read_targets_file(path: str | Path) -> list[str]:
                 f" and none named 'target': name the column to rank 'target'"
             )
         raw = df["target" if "target" in df.columns else df.columns[0]].tolist()
+    elif suffix in (".csv", ".tsv"):
+        raw = read_table_targets(p, read_text_file(p))
     else:
         raw = read_text_file(p).splitlines()
     targets = list(dict.fromkeys(str(t).strip() for t in raw if t is not None))
