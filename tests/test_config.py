@@ -40,6 +40,26 @@ def test_wrong_type_is_rejected(tmp_path):
         load_params(path)
 
 
+@pytest.mark.parametrize("yaml_text,message", [
+    ("train:\n  graphs:\n    sj: {weight: -1.0}\n",
+     r"params\.train\.graphs\.sj\.weight must be >= 0, got -1\.0"),
+    ("train:\n  warmup: 1.5\n", r"params\.train\.warmup must be from 0 to 1, got 1\.5"),
+    ("train:\n  precision: fp16\n",
+     r"params\.train\.precision must be one of auto, bf16, fp32, got 'fp16'"),
+    ("train:\n  lr: .nan\n", r"params\.train\.lr must be > 0, got nan"),
+    ("train:\n  scorer: sli2\n", r"params\.train\.scorer must be one of sli, mean"),
+    ("train:\n  frozen_cache_dtype: int8\n", r"frozen_cache_dtype must be one of float16"),
+    ("ablations:\n  runs:\n    x: {loss: infonce}\n",
+     r"params\.ablations\.runs\.x\.loss must be one of one_to_one"),
+    ("transfer:\n  budget: {steps: 0}\n", r"params\.transfer\.budget\.steps must be > 0"),
+])
+def test_a_value_out_of_its_range_is_refused_with_key_and_range(tmp_path, yaml_text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ValueError, match=message):
+        load_params(path)
+
+
 def test_unknown_profile_is_rejected(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("profile: gpu\n")

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from uwe.core.names import CACHE_DTYPES, LOSS_NAMES, SCORER_NAMES
+from uwe.precision import PRECISIONS
 
 PROFILES = ("smoke", "cpu", "paper")
 ANALYSIS_GROUPS = ("transfer", "ablations")
@@ -288,8 +293,61 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _rule(test: Callable[[Any], bool], want: str) -> tuple[Callable[[Any], bool], str]:
+    return test, want
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _nonnegative(v: Any) -> bool:
+    return v >= 0
+
+
+def _one_of(*names: str) -> tuple[Callable[[Any], bool], str]:
+    return _rule(lambda v: v in names, f"one of {', '.join(names)}")
+
+
+POSITIVE, NONNEGATIVE = _rule(_positive, "> 0"), _rule(_nonnegative, ">= 0")
+FRACTION = _rule(lambda v: 0 <= v <= 1, "from 0 to 1")
+#: the range of each numeric or named value (None always passes: "keep" / "none"); a value out
+#: of range is refused when params.yaml is read, not found wrong hours into a run
+_SCORER, _LOSS = _one_of(*SCORER_NAMES), _one_of(*LOSS_NAMES)
+RANGES: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    GraphParams: {"weight": NONNEGATIVE, "temperature": POSITIVE, "batch_size": POSITIVE},
+    TrainParams: {
+        "max_length": _rule(lambda v: v >= 2, ">= 2"), "scorer": _SCORER,
+        "attention_temperature": POSITIVE, "loss": _LOSS, "batch_size": POSITIVE,
+        "steps": POSITIVE, "max_minutes": POSITIVE, "lr": POSITIVE, "warmup": FRACTION,
+        "weight_decay": NONNEGATIVE, "grad_clip": NONNEGATIVE, "eval_every": NONNEGATIVE,
+        "val_max_queries": NONNEGATIVE, "sentence_pair_prob": FRACTION,
+        "frozen_layers": NONNEGATIVE, "frozen_cache_dtype": _one_of(*CACHE_DTYPES),
+        "hard_negatives": NONNEGATIVE, "hard_negative_pool": POSITIVE, "encode_chunk": POSITIVE,
+        "precision": _one_of(*PRECISIONS)},
+    BudgetParams: {"steps": POSITIVE, "max_minutes": POSITIVE, "eval_every": NONNEGATIVE,
+                   "val_max_queries": NONNEGATIVE, "batch_size": POSITIVE,
+                   "max_queries": POSITIVE},
+    RunParams: {"scorer": _SCORER, "loss": _LOSS, "attention_temperature": POSITIVE,
+                "max_minutes": POSITIVE},
+}
+
+
+def check_ranges(obj: Any, where: str) -> None:
+    """ValueError naming the key, the value and its range unless every value of the params
+    dataclass ``obj`` lies in its :data:`RANGES` (numbers also finite)."""
+    for name, (test, want) in RANGES.get(type(obj), {}).items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not (finite and test(value)):
+            raise ValueError(f"params: {where}.{name} must be {want}, got {value!r}")
+
+
 def build(cls: type, data: dict, where: str = "params") -> Any:
-    """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown keys."""
+    """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown keys and values out
+    of their range (:func:`check_ranges`)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -299,7 +357,9 @@ def build(cls: type, data: dict, where: str = "params") -> Any:
             f"known keys of {where}: {', '.join(sorted(names))}"
         )
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check_ranges(obj, where)
+    return obj
 
 
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:

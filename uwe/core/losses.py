@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("one_to_one", "symmetric", "many_to_many", "many_to_many_one_direction")
+from uwe.core.names import LOSS_NAMES
+
+VARIANTS = LOSS_NAMES  # uwe.core.names: the config checks them without importing torch
 
 
 def _check_temperature(temperature: float) -> None:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from uwe.core.names import CACHE_DTYPES
 from uwe.infer.numpy_engine import length_groups
 
 if TYPE_CHECKING:  # annotations only
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+assert tuple(DTYPES) == CACHE_DTYPES, "uwe.core.names.CACHE_DTYPES: the config checks these"
 
 
 def _layers(backbone: nn.Module) -> nn.ModuleList:
