@@ -146,6 +146,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(setup, tmp_path, monke
     b = load_file(tmp_path / "b" / "ckpt" / "last" / "model.safetensors")
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    mask = os.umask(0o022)
+    os.umask(mask)  # every checkpoint file as a plain open() makes it (safetensors writes 0600)
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "b" / "ckpt" / "last").iterdir()} == {
+        0o666 & ~mask}
     log_a, log_b = read_log(tmp_path / "a" / "log.csv"), read_log(tmp_path / "b" / "log.csv")
     assert [r["step"] for r in log_b] == [str(s) for s in range(1, 7)]  # no duplicate steps
     for col in log_a[0]:

@@ -38,7 +38,7 @@ from uwe.core.batching import MultiGraphBatcher
 from uwe.core.losses import MultiGraphInfoNCE
 from uwe.core.step import make_optimizer, step_scores
 from uwe.infer.model import UWEModel, replace_dir, save
-from uwe.io import make_temp_dir
+from uwe.io import make_temp_dir, set_default_mode
 from uwe.precision import autocast, cpu_isa, isa_line, native_bf16, resolve_precision
 from uwe.precision import describe as describe_precision
 from uwe.runtime import seed_everything
@@ -182,6 +182,8 @@ class Trainer:
                         "ranks": ranks}, tmp / "trainer_state.pt")
             (tmp / "checkpoint.json").write_text(json.dumps(self.meta(), indent=2) + "\n")
             self.log.save(tmp / "log.csv")
+            for f in tmp.iterdir():  # safetensors writes 0600; a checkpoint's files as its peers
+                set_default_mode(f)
             replace_dir(tmp, self.ckpt_dir / "last")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
