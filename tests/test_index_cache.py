@@ -126,3 +126,23 @@ def test_source_keys_follow_the_bytes(tmp_path):
 
 def test_model_fingerprint_of_a_baseline_name():
     assert model_fingerprint("bm25") == {"kind": "baseline", "spec": "bm25"}
+
+
+def test_a_local_folder_s_key_changes_with_its_weights(tmp_path):
+    """Replacing model.safetensors of a sentence-transformers folder (same size, or in a module
+    sub-folder) gives another key, so the old target embeddings are not reused."""
+    import os
+
+    folder = tmp_path / "st"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode": "mean"}')
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 100)
+    before = model_fingerprint(str(folder))
+    weights.write_bytes(b"b" * 100)
+    os.utime(weights, ns=(1, 1))
+    assert model_fingerprint(str(folder)) != before
+    again = model_fingerprint(str(folder))
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode": "cls"}')
+    assert model_fingerprint(str(folder)) != again

@@ -114,6 +114,27 @@ def test_the_export_is_cached_and_a_damaged_graph_is_exported_again(tiny_backbon
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_a_graph_whose_bytes_changed_is_exported_again(tiny_backbone, monkeypatch, caplog):
+    """Flipped bytes inside the weights of a cached graph still load in ONNX Runtime and rank
+    otherwise: the graph's sha256 (recorded at export, checked once per change of the file)
+    finds them, and the graph is exported again."""
+    first = ort.OrtModel(tiny_backbone, "sli", threads=1)
+    want = first.score(TEXTS[:3], TARGETS)
+    data = bytearray(first.onnx_path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0x55 for b in data[middle : middle + 64])
+    first.onnx_path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="uwe.infer.ort"):
+        again = ort.OrtModel(tiny_backbone, "sli", threads=1)
+    assert "does not match its checksum" in caplog.text
+    np.testing.assert_allclose(again.score(TEXTS[:3], TARGETS), want, atol=1e-6)
+    caplog.clear()
+    monkeypatch.setattr(ort, "export_onnx", lambda *a: pytest.fail("exported again"))
+    with caplog.at_level("WARNING", logger="uwe.infer.ort"):
+        ort.OrtModel(tiny_backbone, "sli", threads=1)  # intact now: no export, no warning
+    assert caplog.text == ""
+
+
 def test_unsupported_scorer_is_one_line(tiny_backbone):
     with pytest.raises(ValueError, match="the ONNX engine runs the scorers sli, mean"):
         ort.OrtModel(tiny_backbone, "maxsim")

@@ -238,3 +238,17 @@ def check_tensors(weights: str | Path, shapes: Mapping[str, tuple[int, ...]],
             raise InputError(f"{config}: disagrees with {weights.name}: tensor {name!r} has shape "
                              f"{list(shapes[name])} in the weights, {list(shape)} by "
                              f"{config.name}")
+
+
+def model_files_stamp(folder: str | Path) -> dict[str, list[int]]:
+    """``{file: [size, mtime_ns]}`` of the configs and weights of a model folder, its module
+    sub-folders included (a sentence-transformers folder keeps its Transformer, Pooling, ...
+    there): what a cache keyed by the folder must notice changing."""
+    folder = Path(folder)
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and (path.suffix in (".json", ".safetensors", ".bin", ".txt")
+                               and path.name != "README.md"):
+            st = path.stat()
+            out[str(path.relative_to(folder))] = [st.st_size, st.st_mtime_ns]
+    return {"files": out}

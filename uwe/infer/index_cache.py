@@ -5,8 +5,10 @@ Key = (model fingerprint, sha256 of the target list):
 * a UWE folder (it holds ``uwe_config.json``) -> its resolved path, the sha256 of
   ``uwe_config.json`` and the size + mtime (ns) of ``model.safetensors``: retraining into the
   same folder changes the key;
-* any other spec (``bm25``, ``tfidf_char``, an embedder name) -> the spec itself, plus the
-  resolved path and ``config.json`` mtime when it names a local folder;
+* any other spec (``bm25``, ``tfidf_char``, an embedder name) -> the spec itself, plus, when it
+  names a local (sentence-transformers) folder, its resolved path and the size + mtime (ns) of
+  its configs and weights (:func:`uwe.infer.folder.model_files_stamp`), so that replacing
+  ``model.safetensors`` is a miss;
 * targets -> sha256 of the JSON-encoded list (order matters: ``scores[:, j]`` is target ``j``).
 
 What is stored, per model kind:
@@ -69,7 +71,7 @@ TARGETS_FORMAT = 1
 # Bump when uwe.data.tasks.load_task / uwe.infer.ranker.read_targets_file change how targets
 # are read.
 TASK_TARGETS_VERSION = b"uwe-task-targets-v1"
-FILE_TARGETS_VERSION = b"uwe-target-file-v1"
+FILE_TARGETS_VERSION = b"uwe-target-file-v2"  # v2: one rule per extension (ranker)
 WEIGHTS = "model.safetensors"
 
 
@@ -128,9 +130,10 @@ def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
     fp: dict[str, Any] = {"kind": "baseline", "spec": str(spec)}
     local = Path(str(spec)).expanduser()
     if local.is_dir():
+        from uwe.infer.folder import model_files_stamp
+
         fp["path"] = str(local.resolve())
-        config = local / "config.json"
-        fp["config_mtime_ns"] = config.stat().st_mtime_ns if config.is_file() else None
+        fp.update(model_files_stamp(local))  # replaced weights or configs: another key
     return fp
 
 

@@ -9,9 +9,10 @@ in ONNX Runtime and scores with NumPy:
   dynamic batch and length) to ONNX once per model version, into
   ``{cache}/onnx/{slug}-{key}/encoder.onnx`` (``{cache}``: ``$UWE_CACHE_DIR`` or
   ``~/.cache/uwe``; ``key`` hashes the folder's path, its ``config.json`` and its weights' size
-  and mtime, so retraining into the same folder exports again), atomically. Exporting needs
-  torch and ``onnx`` (torch's TorchScript exporter serialises through it); running needs only
-  ``onnxruntime``, ``tokenizers`` and NumPy.
+  and mtime, so retraining into the same folder exports again), atomically, with its sha256
+  beside it: a graph whose bytes changed on disk is exported again (:func:`graph_intact`).
+  Exporting needs torch and ``onnx`` (torch's TorchScript exporter serialises through it);
+  running needs only ``onnxruntime``, ``tokenizers`` and NumPy.
 * :class:`OrtModel` encodes texts with the backbone's own ``tokenizer.json`` (truncated to the
   model's max length), in groups of one exact token length (no padding, as
   :meth:`uwe.infer.model.UWEModel._encode_buckets`), and scores as
@@ -74,6 +75,40 @@ def onnx_path_for(folder: Path, cache_dir: Path | None = None) -> Path:
     return (cache_dir or onnx_cache_dir()) / f"{entry_slug(folder.name)}-{key[:16]}" / ONNX_FILE
 
 
+def _checksum_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256.json")
+
+
+def record_checksum(path: Path) -> None:
+    """Write the sha256 of the exported graph ``path`` (and the file's stat stamp, so that an
+    unchanged file is not hashed again) beside it."""
+    from uwe.infer.index_cache import _stat_stamp
+    from uwe.io import file_sha256, write_json
+
+    write_json(_checksum_file(path), {"sha256": file_sha256(path), "stamp": _stat_stamp(path)})
+
+
+def graph_intact(path: Path) -> bool:
+    """Whether the cached graph ``path`` still has the bytes it was exported with: checked
+    against its sha256 once per change of the file (its stat stamp), then remembered. A graph
+    without a checksum (an older cache) counts as damaged: it is exported again."""
+    from uwe.infer.index_cache import _stat_stamp
+    from uwe.io import file_sha256, read_json, write_json
+
+    sidecar = _checksum_file(path)
+    try:
+        meta = read_json(sidecar)
+        stamp = _stat_stamp(path)
+        if meta.get("stamp") == stamp:
+            return True
+        if file_sha256(path) != meta.get("sha256"):
+            return False
+        write_json(sidecar, {**meta, "stamp": stamp})
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def export_onnx(folder: str | Path, path: str | Path) -> Path:
     """Export the backbone in ``folder`` (``last_hidden_state`` of ``AutoModel``) to ``path``
     (temp file + rename, so a reader never sees half a graph)."""
@@ -113,6 +148,7 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
 
         set_default_mode(tmp)
         os.replace(tmp, path)
+        record_checksum(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -224,7 +260,11 @@ class OrtModel:
         tok.enable_truncation(max_length=int(max_length))
         self.tokenizer = tok
         path = onnx_path_for(folder, Path(cache_dir) if cache_dir else None)
-        self.onnx_path = path if path.is_file() else export_onnx(folder, path)
+        intact = path.is_file() and graph_intact(path)
+        if path.is_file() and not intact:
+            logger.warning("ONNX graph %s does not match its checksum (changed on disk): "
+                           "exporting it again", path)
+        self.onnx_path = path if intact else export_onnx(folder, path)
         try:
             self.session = session(self.onnx_path, threads)
         except Exception as err:  # a damaged cached graph: export it again, once
