@@ -66,3 +66,31 @@ def test_file_sha256(tmp_path):
 def test_read_json_names_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         read_json(tmp_path / "nope.json")
+
+
+def test_a_killed_writers_temp_file_is_swept_by_the_next_write(tmp_path):
+    """A SIGKILL leaves the temp file of an atomic write behind (no ``finally`` runs): the next
+    write of the same file removes it, and leaves a live writer's alone."""
+    import os
+    import subprocess
+    import sys
+
+    from uwe.io import atomic_path, sweep_stale_temps
+
+    path = tmp_path / "entry.safetensors"
+    code = ("import os, sys, signal\n"
+            "from uwe.io import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'x' * 1_000_000)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], check=False)
+    assert proc.returncode == -9
+    left = list(tmp_path.glob(".entry.safetensors.*.tmp"))
+    assert len(left) == 1 and left[0].stat().st_size == 1_000_000 and not path.exists()
+    live = tmp_path / f".entry.safetensors.{os.getppid()}.abcd.tmp"  # a running writer's
+    live.write_bytes(b"y")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new"
+    assert sorted(tmp_path.glob(".entry.safetensors.*")) == [live]
+    assert sweep_stale_temps(path) == []

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +37,61 @@ def make_temp_dir(dest: str | Path, tag: str = "tmp") -> Path:
     return tmp
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file + rename, creating parent folders; the file
-    gets the permissions of a plain ``open(path, "w")``."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a platform without signal 0: keep its file
+    return True
+
+
+def sweep_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temp files of writes of ``path`` whose writer was killed (named
+    ``.{name}.{pid}.XXXX.tmp`` by :func:`atomic_path`; the pid no longer runs) -> those removed.
+    A SIGKILL leaves a full-size temp file that no ``finally`` can delete."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    for tmp in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp file beside ``path`` (``.{name}.{pid}.XXXX.tmp``) to write, renamed onto ``path``
+    with the permissions of a plain ``open`` when the block ends, removed when it raises; the
+    temp files killed writers left are swept first (:func:`sweep_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        yield Path(tmp)
         set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file + rename (:func:`atomic_path`), creating parent
+    folders; the file gets the permissions of a plain ``open(path, "w")``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

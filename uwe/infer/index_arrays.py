@@ -10,14 +10,12 @@ embedding baseline -> ``embeddings`` (n_t, d) float32. :func:`index_arrays` /
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from uwe.io import set_default_mode
+from uwe.io import atomic_path
 
 
 def n_buckets(arrays: dict[str, np.ndarray]) -> int:
@@ -111,13 +109,5 @@ def index_from_arrays(
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     from safetensors.numpy import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(arrays, tmp, metadata=metadata)
-        set_default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # a killed writer's temp file is swept by the next write
+        save_file(arrays, str(tmp), metadata=metadata)

@@ -112,7 +112,6 @@ def graph_intact(path: Path) -> bool:
 def export_onnx(folder: str | Path, path: str | Path) -> Path:
     """Export the backbone in ``folder`` (``last_hidden_state`` of ``AutoModel``) to ``path``
     (temp file + rename, so a reader never sees half a graph)."""
-    import tempfile
     import warnings
 
     import torch
@@ -132,26 +131,17 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
 
     ids = torch.tensor([[101, 2000, 2001, 102], [101, 2002, 2003, 102]], dtype=torch.long)
     axes = {0: "batch", 1: "tokens"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(Hidden(backbone), (ids, torch.ones_like(ids)), tmp,
-                              input_names=["input_ids", "attention_mask"],
-                              output_names=["last_hidden_state"],
-                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                            "last_hidden_state": axes},
-                              opset_version=OPSET, dynamo=False)
-        from uwe.io import set_default_mode
+    from uwe.io import atomic_path
 
-        set_default_mode(tmp)
-        os.replace(tmp, path)
-        record_checksum(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(Hidden(backbone), (ids, torch.ones_like(ids)), str(tmp),
+                          input_names=["input_ids", "attention_mask"],
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                        "last_hidden_state": axes},
+                          opset_version=OPSET, dynamo=False)
+    record_checksum(path)
     logger.info("exported %s to %s", folder, path)
     return path
 

@@ -41,7 +41,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -262,22 +261,16 @@ class BottomCache:
                 logger.warning("frozen bottom cache %s unreadable (%s): rebuilt", path, err)
         cache = cls.build(encoder, k, texts, dtype, progress=progress)
         cache.key = key
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        os.close(fd)
-        try:
-            save_file({"tokens": cache.tokens.contiguous(), "start": cache.start,
-                       "length": cache.length,
-                       "key": torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)},
-                      tmp)
-            from uwe.io import set_default_mode
+        from uwe.io import atomic_path
 
-            set_default_mode(tmp)
-            os.replace(tmp, path)
+        try:  # a killed build's temp file (the cache's full size) is swept by the next write
+            with atomic_path(path) as tmp:
+                save_file({"tokens": cache.tokens.contiguous(), "start": cache.start,
+                           "length": cache.length,
+                           "key": torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)},
+                          str(tmp))
         except OSError as err:
             logger.warning("frozen bottom cache not stored in %s: %s", folder, err)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return cache, False
 
     def gather(self, rows: torch.Tensor, device: torch.device | str = "cpu"

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,12 +103,10 @@ def mine_graphs(samplers: dict, encode: Callable, token_lengths: Callable, pool:
         out[name] = mine_pool(left, right, s._offsets, s._neighbours, pool)
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy",
-                                           dir=path.parent)
-                with os.fdopen(fd, "wb") as fh:
+                from uwe.io import atomic_path
+
+                with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                     np.save(fh, out[name], allow_pickle=False)
-                os.replace(tmp, path)
             except OSError as err:
                 logger.warning("hard-negative pool not stored in %s: %s", path.parent, err)
     logger.info("hard negatives: pools of %d for %s (%s from disk) in %.0f s", pool, list(out),
