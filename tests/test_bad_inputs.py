@@ -323,6 +323,13 @@ CASES = {
                                           r"byte-order mark\?"),
     "latin-1 targets file": (_latin1_targets,
                              r"skills\.txt is not UTF-8 text \(byte 0xe9 at offset 10\)"),
+    "--cache-dir ''": (lambda t, r, m: ("rank", "--model", "bm25", "--cache-dir", "", "--task",
+                                        "job2skill", "--root", r, "x"),
+                       r"--cache-dir: empty path"),
+    "a query that is not UTF-8 (argv)": (
+        lambda t, r, m: ("rank", "--model", m, "--task", "job2skill", "--root", r,
+                         "caf\udce9"),
+        r"query 1 is not UTF-8 text \(byte 0xe9 at character 3\)"),
     "unknown --family": (lambda t, r, m: ("rank", "--model", "bm25", "--family", "heldot",
                                           "--task", "job2skill", "--root", r, "x"),
                          r"unknown --family 'heldot' \(did you mean 'heldout'\?\)"),
@@ -503,3 +510,55 @@ def test_train_script_refusing_a_checkpoint_is_one_line(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("train.py: error: checkpoint models/uwe_ckpt/last is unreadable")
+
+
+def test_stdin_that_is_not_utf8_is_one_line(run, root, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"nurse\ncaf\xe9\n")))
+    one_line_error(*run("rank", "--model", "bm25", "--task", "job2skill", "--root", root),
+                   r"stdin is not UTF-8 text \(byte 0xe9 at offset 9\)")
+
+
+def test_global_options_work_after_the_command(run, root):
+    rc, out, err = run("rank", "--threads", "1", "--verbose", "--model", "bm25", "--task",
+                       "job2skill", "--root", root, "bake bread")
+    assert rc == 0 and "bake bread" in out
+
+
+def test_targets_from_a_pipe(run, tmp_path):
+    """A FIFO (what `--targets <(...)` passes) is read as the stream it is, not 'not found'."""
+    import threading
+
+    fifo = tmp_path / "targets"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "w", encoding="utf-8") as fh:
+            fh.write("bake bread\ndrive a truck\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    rc, out, err = run("rank", "--model", "bm25", "--no-cache", "--targets", fifo, "--format",
+                       "csv", "bread")
+    writer.join()
+    assert rc == 0, err
+    assert out.splitlines()[1].endswith(",bake bread")
+
+
+def test_a_ranking_that_means_nothing_is_flagged(run, root, uwe_dir, caplog):
+    """A query of characters the vocabulary does not know ranks with confident scores; a query
+    sharing no word with any target ties every target at 0: both get a warning on stderr."""
+    rc, out, _ = run("rank", "--model", uwe_dir, "--task", "job2skill", "--root", root,
+                     "\U0001f984\U0001f984", "nurse")
+    assert rc == 0 and "has no token the model knows (all [UNK])" in caplog.text
+    assert "query 2" not in caplog.text
+    caplog.clear()
+    rc, out, _ = run("rank", "--model", "bm25", "--task", "job2skill", "--root", root, "zzzz")
+    assert rc == 0 and "its top 10 targets all score 0" in caplog.text
+
+
+def test_no_cache_at_the_root_when_home_is_empty(run, root, uwe_dir, monkeypatch):
+    monkeypatch.delenv("UWE_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    one_line_error(*run("rank", "--model", uwe_dir, "--task", "job2skill", "--root", root,
+                        "nurse"), r"no folder for the cache: \$HOME is ''")

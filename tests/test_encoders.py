@@ -67,8 +67,22 @@ def test_extract_loses_a_race_gracefully(tmp_path):
 
 
 def test_cache_root_follows_env(tmp_path, monkeypatch):
+    from uwe.errors import InputError
+    from uwe.io import cache_root
+
     monkeypatch.setenv("UWE_CACHE_DIR", str(tmp_path))
-    assert encoders.cache_root() == tmp_path
+    assert cache_root() == tmp_path
+    monkeypatch.setenv("UWE_CACHE_DIR", "")  # empty = unset
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    assert cache_root() == tmp_path / "me" / ".cache" / "uwe"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "uwe"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    for home in ("", "relative", "/"):  # never a cache at the root or in the working folder
+        monkeypatch.setenv("HOME", home)
+        with pytest.raises(InputError, match=r"no folder for the cache: \$HOME is .*UWE_CACHE_DIR"):
+            cache_root()
 
 
 def test_missing_package_names_it_and_the_pip_command(tmp_path, monkeypatch):

@@ -135,6 +135,18 @@ def test_a_graph_whose_bytes_changed_is_exported_again(tiny_backbone, monkeypatc
     assert caplog.text == ""
 
 
+def test_an_unwritable_onnx_cache_warns_and_ranks(tiny_backbone, tmp_path, monkeypatch, caplog):
+    """As the index cache: a cache that cannot be written is a warning, not a failed ranking."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would go")
+    want = ort.OrtModel(tiny_backbone, "sli", threads=1).score(TEXTS[:2], TARGETS)
+    monkeypatch.setenv("UWE_CACHE_DIR", str(blocker))
+    with caplog.at_level("WARNING", logger="uwe.infer.ort"):
+        model = ort.OrtModel(tiny_backbone, "sli", threads=1)
+    assert "could not write the ONNX cache" in caplog.text and model.onnx_path is None
+    np.testing.assert_allclose(model.score(TEXTS[:2], TARGETS), want, atol=1e-6)
+
+
 def test_unsupported_scorer_is_one_line(tiny_backbone):
     with pytest.raises(ValueError, match="the ONNX engine runs the scorers sli, mean"):
         ort.OrtModel(tiny_backbone, "maxsim")

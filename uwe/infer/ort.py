@@ -51,7 +51,7 @@ EXPORT_VERSION = "uwe-onnx-export-v1"  # bump when export_onnx writes a differen
 
 
 def onnx_cache_dir() -> Path:
-    from uwe.pretrained import cache_root
+    from uwe.io import cache_root
 
     return cache_root() / "onnx"
 
@@ -254,13 +254,27 @@ class OrtModel:
         if path.is_file() and not intact:
             logger.warning("ONNX graph %s does not match its checksum (changed on disk): "
                            "exporting it again", path)
-        self.onnx_path = path if intact else export_onnx(folder, path)
+        try:
+            self.onnx_path = path if intact else export_onnx(folder, path)
+        except OSError as err:  # an unwritable cache: warn and run anyway, as the index cache
+            logger.warning("could not write the ONNX cache %s (%s): exported for this run only",
+                           path.parent, err)
+            self.onnx_path, self.session = None, self._session_of_temporary_export(threads)
+            return
         try:
             self.session = session(self.onnx_path, threads)
         except Exception as err:  # a damaged cached graph: export it again, once
             logger.warning("ONNX graph %s does not load (%s): exporting it again",
                            self.onnx_path, err)
             self.session = session(export_onnx(folder, self.onnx_path), threads)
+
+    def _session_of_temporary_export(self, threads: int | None):
+        """A session of the backbone exported into a temporary folder, removed once loaded (ONNX
+        Runtime holds the graph in memory)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="uwe-onnx-") as tmp:
+            return session(export_onnx(self.folder, Path(tmp) / ONNX_FILE), threads)
 
     # -- construction from the project's model specs ----------------------------------------
     @classmethod

@@ -124,9 +124,11 @@ def read_targets_file(path: str | Path) -> list[str]:
     stripped, empty rows dropped, duplicates dropped (first occurrence kept, so target ``j`` is
     the ``j``-th distinct text). Text files are UTF-8 (a BOM is dropped) or UTF-16 with its BOM."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CLIError(f"target file not found: {p}")
-    suffix = p.suffix.lower()
+    if p.is_dir():
+        raise CLIError(f"--targets {p} is a folder: give a .txt, .csv, .tsv or .parquet file")
+    suffix = p.suffix.lower()  # a pipe (a FIFO, <(...)) is read as a stream of its bytes
     if suffix == ".parquet":
         import pandas as pd
 
@@ -377,4 +379,52 @@ def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
             )
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # (c, k)
         out += [(ids, row[ids]) for row, ids in zip(scores, order, strict=True)]
+    return out
+
+
+def model_tokenizer_file(spec: str) -> Path | None:
+    """The ``tokenizer.json`` of the model ``spec`` names (a UWE folder, a sentence-transformers
+    folder or an embedder name), None for a lexical baseline or a model without one."""
+    from uwe.infer.folder import find_st_folder, find_uwe_folder
+
+    folder = find_uwe_folder(spec)
+    if folder is None:
+        try:
+            from uwe.infer.st_folder import read_st_folder
+            from uwe.pretrained import KNOWN_MODELS, resolve_model
+
+            st = find_st_folder(spec)
+            if st is None and spec in KNOWN_MODELS and spec not in ("bm25", "tfidf_char"):
+                st = Path(resolve_model(spec))
+            folder = None if st is None else read_st_folder(st).transformer
+        except (ValueError, OSError):  # the model's own loading reports what is wrong
+            return None
+    path = None if folder is None else folder / "tokenizer.json"
+    return path if path is not None and path.is_file() else None
+
+
+def meaningless_rankings(spec: str, queries: list[str], ranked: list) -> list[str]:
+    """Warnings for rankings that look confident and mean nothing: a query made only of what
+    the model's vocabulary does not know (every token ``[UNK]``), and a query whose top-k all
+    score the same (no lexical match: their order is the targets' order)."""
+    out = []
+    path = model_tokenizer_file(spec)
+    if path is not None:
+        import json
+
+        from tokenizers import Tokenizer
+
+        unk = (json.loads(path.read_text(encoding="utf-8")).get("model") or {}).get("unk_token")
+        tok = Tokenizer.from_file(str(path))
+        tok.no_padding()  # a saved tokenizer may pad to a fixed length
+        unk_id = tok.token_to_id(unk) if isinstance(unk, str) else None
+        if unk_id is not None:
+            for i, enc in enumerate(tok.encode_batch(queries, add_special_tokens=False)):
+                if enc.ids and all(t == unk_id for t in enc.ids):
+                    out.append(f"query {i + 1} ({queries[i]!r}) has no token the model knows "
+                               f"(all {unk}): its ranking means nothing")
+    for i, (_, scores) in enumerate(ranked):
+        if len(scores) > 1 and len({float(x) for x in scores}) == 1:
+            out.append(f"query {i + 1} ({queries[i]!r}): its top {len(scores)} targets all "
+                       f"score {float(scores[0]):.4g}, so their order is the target list's")
     return out

@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -142,9 +141,10 @@ def bottom_forward(backbone: nn.Module, k: int, input_ids: torch.Tensor,
 
 
 def default_cache_dir() -> Path:
-    """``$UWE_CACHE_DIR/frozen`` if the variable is set, else ``~/.cache/uwe/frozen``."""
-    base = os.environ.get("UWE_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "uwe") / "frozen"
+    """``frozen`` under the project's cache root (:func:`uwe.io.cache_root`)."""
+    from uwe.io import cache_root
+
+    return cache_root() / "frozen"
 
 
 def cache_key(encoder, k: int, texts: list[str], dtype: str) -> str:
