@@ -562,3 +562,24 @@ def test_no_cache_at_the_root_when_home_is_empty(run, root, uwe_dir, monkeypatch
     monkeypatch.setenv("HOME", "")
     one_line_error(*run("rank", "--model", uwe_dir, "--task", "job2skill", "--root", root,
                         "nurse"), r"no folder for the cache: \$HOME is ''")
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_a_mean_pooled_models_cache_entry_holds_its_pooled_vectors_only(run, root, tiny_backbone,
+                                                                        tmp_path, engine):
+    """A mean-scoring model reads one unit vector per target: its cache entry stores those
+    (n_t, d) and not the token arrays it never reads; a hit ranks as the miss did."""
+    from safetensors.numpy import load_file
+
+    model = UWEModel.from_backbone(tiny_backbone, scorer="mean", device="cpu", batch_size=4)
+    folder = save(model, tmp_path / "uwe-mean")
+    argv = ("rank", "--model", folder, "--engine", engine, "--task", "job2skill", "--root",
+            root, "--format", "csv", "nurse", "baker")
+    rc, miss, err = run(*argv)
+    assert rc == 0, err
+    entries = list((tmp_path / "cache" / "index").rglob("*.safetensors"))
+    assert len(entries) == 1
+    arrays = load_file(entries[0])
+    assert set(arrays) == {"pooled"} and arrays["pooled"].shape == (len(TARGETS), 32)
+    rc, hit, err = run(*argv)
+    assert rc == 0 and hit == miss

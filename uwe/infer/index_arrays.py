@@ -2,8 +2,10 @@
 
 Per model kind: a :class:`uwe.infer.model.TargetIndex` (or the NumPy engine's
 :class:`uwe.infer.numpy_engine.NumpyIndex`) -> ``b{i}.index`` (b,) int64, ``b{i}.emb``
-(b, L, d) float32, ``b{i}.mask`` (b, L) bool and ``b{i}.norm`` (b, L) float32 per bucket; an
-embedding baseline -> ``embeddings`` (n_t, d) float32. :func:`index_arrays` /
+(b, L, d) float32, ``b{i}.mask`` (b, L) bool and ``b{i}.norm`` (b, L) float32 per bucket; a
+UWE model whose scorer reads one mean-pooled vector per target (``mean``, ``sli_mean_target``)
+-> ``pooled`` (n_t, d) float32, its unit vectors only (the tokens would be ~5x the bytes, never
+read); an embedding baseline -> ``embeddings`` (n_t, d) float32. :func:`index_arrays` /
 :func:`numpy_index_arrays` write that form, :func:`check_arrays` checks a loaded one and
 :func:`index_from_arrays` rebuilds the index, bit-exact.
 """
@@ -22,12 +24,16 @@ def n_buckets(arrays: dict[str, np.ndarray]) -> int:
     return len({k.split(".")[0] for k in arrays})
 
 
+#: what a model kind stores when it is one matrix (``(n_t, d)`` float32, target order)
+MATRIX_KINDS = {"embeddings": "embeddings", "pooled": "pooled"}
+
+
 def check_arrays(kind: str, arrays: dict[str, np.ndarray], n_targets: int) -> None:
     """KeyError / ValueError unless ``arrays`` is a well-formed entry of ``n_targets``."""
-    if kind == "embeddings":
-        emb = arrays["embeddings"]
-        if emb.ndim != 2 or emb.shape[0] != n_targets:
-            raise ValueError(f"cached embeddings {emb.shape} for {n_targets} targets")
+    if kind in MATRIX_KINDS:
+        emb = arrays[MATRIX_KINDS[kind]]
+        if emb.ndim != 2 or emb.shape[0] != n_targets or emb.dtype != np.float32:
+            raise ValueError(f"cached {kind} {emb.shape} {emb.dtype} for {n_targets} targets")
         return
     seen = 0
     for i in range(n_buckets(arrays)):
@@ -52,6 +58,10 @@ def index_arrays(kind: str, index: Any) -> dict[str, np.ndarray]:
     if kind == "embeddings":
         return {"embeddings": np.ascontiguousarray(index, dtype=np.float32)}
     import torch
+
+    if kind == "pooled":  # a mean-scoring model reads its unit mean-pooled targets only
+        return {"pooled": np.ascontiguousarray(index.pooled().detach().to("cpu", torch.float32)
+                                               .numpy())}
 
     def host(t, dtype):
         return np.ascontiguousarray(t.detach().to("cpu", dtype).numpy())
@@ -86,6 +96,14 @@ def index_from_arrays(
     unit vectors and norms (for SLI, whose dense kernel uses them)."""
     if kind == "embeddings":
         return arrays["embeddings"]
+    if kind == "pooled":
+        import torch
+
+        from uwe.infer.model import TargetIndex
+
+        device = str(getattr(model, "device", "cpu"))
+        return TargetIndex(list(targets), [],
+                           _pooled=torch.from_numpy(arrays["pooled"]).to(device))
     import torch
 
     from uwe.core.scoring import ATTENTION_UNIT, EPS

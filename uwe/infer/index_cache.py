@@ -141,10 +141,20 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return _sha256_bytes(json.dumps(fingerprint, sort_keys=True).encode("utf-8"))
 
 
+#: UWE scorers whose target side is one unit mean-pooled vector per target (as
+#: uwe.infer.model.POOLED_TARGET_SCORERS, without importing torch)
+POOLED_SCORERS = ("mean", "sli_mean_target")
+
+
+def uwe_kind(scorer: str) -> str:
+    """The entry kind of a UWE model of ``scorer``: ``pooled`` or ``uwe`` (tokens)."""
+    return "pooled" if scorer in POOLED_SCORERS else "uwe"
+
+
 def index_kind(model: Any) -> str | None:
-    """``"uwe"``, ``"embeddings"`` or None (not cached: lexical or unknown model types)."""
+    """``"uwe"``, ``"pooled"``, ``"embeddings"`` or None (not cached: lexical or unknown)."""
     if type(model).__name__ == "UWEModel":  # avoid importing torch-heavy uwe.infer.model eagerly
-        return "uwe"
+        return uwe_kind(model.scorer_name)
     from uwe.bench.baselines import EmbeddingBaseline
 
     if isinstance(model, EmbeddingBaseline):

@@ -102,6 +102,10 @@ class TargetIndex:
         missing = [t for t in targets if t not in pos]
         if missing:
             raise ValueError(f"{len(missing)} target(s) not in the index, e.g. {missing[0]!r}")
+        if not self.buckets and self._pooled is not None:  # a pooled-only (cached) index
+            rows = torch.tensor([pos[t] for t in targets], dtype=torch.long,
+                                device=self._pooled.device)
+            return TargetIndex(list(targets), [], _pooled=self._pooled[rows])
         device = self.buckets[0].index.device if self.buckets else torch.device("cpu")
         new_pos = torch.full((len(self.targets),), -1, dtype=torch.long, device=device)
         new_pos[torch.tensor([pos[t] for t in targets], dtype=torch.long, device=device)] = (

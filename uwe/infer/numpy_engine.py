@@ -194,6 +194,14 @@ class NumpyIndex:
         return self.n_targets
 
     @classmethod
+    def from_pooled(cls, pooled: np.ndarray) -> NumpyIndex:
+        """An index of unit mean-pooled target vectors only ``(n_t, d)`` (a pooled cache
+        entry), for the pooled scorers (:func:`uwe.infer.ort.pooled_targets` reads it)."""
+        index = cls(int(pooled.shape[0]), [])
+        index._pooled = (pooled, np.ascontiguousarray(pooled.T))  # type: ignore[attr-defined]
+        return index
+
+    @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], n_targets: int) -> NumpyIndex:
         """From :mod:`uwe.infer.index_cache`'s UWE entry arrays (``b{i}.index/.emb/.mask/.norm``);
         ValueError if a bucket is padded (the dense kernel needs equal-length targets) or the

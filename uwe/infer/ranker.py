@@ -327,8 +327,9 @@ def rank_fast(
     index is built (ONNX engine: by it; NumPy: by torch) and saved; with ``--no-cache`` built
     and not saved."""
     from uwe.infer.index_arrays import index_arrays, numpy_index_arrays
-    from uwe.infer.index_cache import IndexCache, model_fingerprint
+    from uwe.infer.index_cache import IndexCache, model_fingerprint, uwe_kind
     from uwe.infer.numpy_engine import NumpyIndex, NumpyUWE
+    from uwe.infer.ort import pooled_targets
 
     if engine_name == "onnx":
         from uwe.infer.ort import OrtModel
@@ -338,17 +339,19 @@ def rank_fast(
     else:
         engine = NumpyUWE(folder)
     cache = IndexCache(args.cache_dir)
+    kind = uwe_kind(engine.scorer_name)  # pooled: the unit mean vectors only
     arrays, fingerprint = None, model_fingerprint(args.model)
     if not args.no_cache:
-        arrays = cache.read_entry(fingerprint, sha, len(targets), "uwe")
+        arrays = cache.read_entry(fingerprint, sha, len(targets), kind)
         if arrays is not None:
             logger.info("target index: hit %s", cache.paths(fingerprint, sha)[0])
     if arrays is None and engine_name == "onnx":
         index = engine.token_index(targets)
         if not args.no_cache:
+            entry = ({"pooled": pooled_targets(index)} if kind == "pooled"
+                     else numpy_index_arrays(index))
             try:
-                path = cache.write_entry(fingerprint, sha, len(targets), "uwe",
-                                         numpy_index_arrays(index))
+                path = cache.write_entry(fingerprint, sha, len(targets), kind, entry)
                 logger.info("target index: miss, built and saved %s", path)
             except OSError as err:  # a read-only cache must not fail the ranking
                 logger.warning("could not write index cache: %s", err)
@@ -357,8 +360,11 @@ def rank_fast(
         model, fingerprint = load(args)
         index, cached = indexed(args, model, fingerprint, targets)
         logger.info("target index: %s %s", cached.status, cached.path or "")
-        arrays = index_arrays("uwe", index)
-    index = NumpyIndex.from_arrays(arrays, len(targets))
+        arrays = index_arrays(kind, index)
+    if kind == "pooled":
+        index = NumpyIndex.from_pooled(arrays["pooled"])
+    else:
+        index = NumpyIndex.from_arrays(arrays, len(targets))
     return top_k(engine, queries, engine.prepare(index) if engine_name == "onnx" else index, k)
 
 
