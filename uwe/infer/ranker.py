@@ -339,7 +339,7 @@ def rank_fast(
     else:
         engine = NumpyUWE(folder)
     cache = IndexCache(args.cache_dir)
-    kind = uwe_kind(engine.scorer_name)  # pooled: the unit mean vectors only
+    kind = uwe_kind(getattr(engine, "scorer_name", "sli"))  # pooled: the unit mean vectors only
     arrays, fingerprint = None, model_fingerprint(args.model)
     if not args.no_cache:
         arrays = cache.read_entry(fingerprint, sha, len(targets), kind)
