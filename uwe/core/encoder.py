@@ -10,6 +10,7 @@ folder (the model folder and the ONNX export share it).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def load_backbone(path: str | Path, pooler: bool | None = None):
     import transformers
     from transformers import AutoConfig, AutoModel
 
-    from uwe.infer.folder import check_tensors, tensor_shapes
+    from uwe.infer.folder import OPTIONAL_TENSORS, check_tensors, tensor_shapes
 
     path = Path(path)
     try:
@@ -133,7 +134,14 @@ def load_backbone(path: str | Path, pooler: bool | None = None):
     prefix = f"{skeleton.base_model_prefix}."
     if not set(expected) & set(shapes) and any(k.startswith(prefix) for k in shapes):
         shapes = {k.removeprefix(prefix): v for k, v in shapes.items()}  # saved with its head
-    check_tensors(path / WEIGHTS, shapes, expected, path / "config.json")
+    # what the library itself leaves out on purpose: buffers older checkpoints saved (BERT's
+    # embeddings.position_ids) and the class's own ignore patterns
+    ignored = [re.compile(p) for p in
+               getattr(skeleton, "_keys_to_ignore_on_load_unexpected", None) or []]
+    shapes = {k: v for k, v in shapes.items() if not any(p.search(k) for p in ignored)}
+    buffers = tuple(name for name, _ in skeleton.named_buffers())
+    check_tensors(path / WEIGHTS, shapes, expected, path / "config.json",
+                  optional=(*OPTIONAL_TENSORS, *buffers))
     verbosity = transformers.logging.get_verbosity()
     progress = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()  # the load table: checked above, in one line

@@ -106,6 +106,10 @@ def _weight_names(n_layers: int) -> list[str]:
     return names
 
 
+#: buffers older BERT checkpoints saved beside the weights (transformers ignores them)
+BERT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
 def bert_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
     """name -> shape of every tensor of the BERT backbone ``config.json`` describes (the
     ``transformers.BertModel`` state dict without the pooler)."""
@@ -235,7 +239,12 @@ class NumpyUWE:
         from tokenizers import Tokenizer
 
         from uwe.errors import InputError
-        from uwe.infer.folder import check_model_folder, check_tensors, check_tokenizer_size
+        from uwe.infer.folder import (
+            OPTIONAL_TENSORS,
+            check_model_folder,
+            check_tensors,
+            check_tokenizer_size,
+        )
 
         folder = Path(folder)
         check_model_folder(folder, tokenizer_size=False)
@@ -253,7 +262,7 @@ class NumpyUWE:
                              f"backbone") from None
         check_tensors(folder / "model.safetensors",
                       {k: tuple(v.shape) for k, v in self.weights.items()}, expected,
-                      folder / "config.json")
+                      folder / "config.json", optional=(*OPTIONAL_TENSORS, *BERT_BUFFERS))
         self.attention_temperature = float(self.uwe_config["attention_temperature"])
         self.max_length = int(self.uwe_config["max_length"])
         self.name = folder.name
