@@ -54,15 +54,6 @@ def _encode(encoder, texts: list[str], batch_size: int) -> dict[str, torch.Tenso
     return rows
 
 
-def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    length = max(r.shape[0] for r in rows)
-    emb = torch.zeros(len(rows), length, rows[0].shape[1])
-    mask = torch.zeros(len(rows), length, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        emb[i, : r.shape[0]], mask[i, : r.shape[0]] = r, True
-    return emb, mask
-
-
 def softness_report(encoder, val_sets: Sequence, temperatures: Sequence[float],
                     attention: str = "raw", max_pairs: int | None = 500,
                     batch_size: int = 64) -> dict[str, Any]:
@@ -71,6 +62,7 @@ def softness_report(encoder, val_sets: Sequence, temperatures: Sequence[float],
     -> ``{"attention", "pairs", "by_temperature": [{"temperature", "max_weight", "entropy",
     "entropy_fraction", "tasks": {task: {...}}}]}``: macro means over the tasks of the
     per-pair means (the entropy fraction over the pairs whose target has 2 or more tokens)."""
+    from uwe.core.scoring import pad_tokens
     from uwe.core.softness import attention_softness
 
     if attention not in ATTENTION_UNITS:
@@ -86,7 +78,8 @@ def softness_report(encoder, val_sets: Sequence, temperatures: Sequence[float],
         encoder.train(was_training)
     if attention == "cosine":
         rows = {k: torch.nn.functional.normalize(v, dim=-1) for k, v in rows.items()}
-    padded = {task: (_pad([rows[q] for q, _ in ps]), _pad([rows[t] for _, t in ps]))
+    padded = {task: (pad_tokens([rows[q] for q, _ in ps]),
+                     pad_tokens([rows[t] for _, t in ps]))
               for task, ps in pairs.items()}
     by_temp = []
     for tau in temperatures:

@@ -204,7 +204,7 @@ def sli_mean_target_pairwise(q_emb, q_mask, t_emb, t_mask, attention_temperature
 
 
 # ----------------------------------------------------------------------------- token lists
-def _pad_tokens(tokens) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_tokens(tokens) -> tuple[torch.Tensor, torch.Tensor]:
     """A list of ``(L_i, d)`` token tensors (or one ``(L, d)``) -> ``(n, L, d)`` and a mask."""
     rows = [tokens] if isinstance(tokens, torch.Tensor) and tokens.dim() == 2 else list(tokens)
     if not rows:
@@ -231,8 +231,8 @@ def sli_similarity(query_tokens, target_tokens, attention_temperature: float,
     fns = {"raw": sli_scores, "cosine": sli_cos_scores}
     if attention not in fns:
         raise ValueError(f"attention must be one of {sorted(fns)}, got {attention!r}")
-    q, qm = _pad_tokens(query_tokens)
-    t, tm = _pad_tokens(target_tokens)
+    q, qm = pad_tokens(query_tokens)
+    t, tm = pad_tokens(target_tokens)
     return fns[attention](q, qm, t, tm, attention_temperature)
 
 
