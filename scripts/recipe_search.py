@@ -90,7 +90,7 @@ def main() -> None:
     seed_everything(params.seed)
     t0 = time.perf_counter()
     if untuned:  # the backbone as it is, scored with cfg.scorer: the reference row
-        from uwe.infer.model import UWEModel
+        from uwe.model.uwe_model import UWEModel
         from uwe.train.validation import load_val_sets, validate
 
         model = UWEModel.from_backbone(cfg.backbone, cfg.scorer, cfg.attention_temperature,
@@ -105,7 +105,7 @@ def main() -> None:
             summary = train(cfg, seed=params.seed, data_root=root / params.curate.out_dir,
                             out_dir=Path(tmp) / "model", checkpoint_dir=Path(tmp) / "ckpt",
                             resume=False, progress=False)
-            from uwe.infer.model import load
+            from uwe.model.uwe_model import load
 
             softness = model_softness(load(Path(tmp) / "model", device="cpu"),
                                       root / params.curate.out_dir, cfg.val_max_queries)

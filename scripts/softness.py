@@ -32,8 +32,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from uwe.bench.softness import softness_report
-    from uwe.core.encoder import TokenEncoder
     from uwe.io import write_json
+    from uwe.model.encoder import TokenEncoder
     from uwe.runtime import setup
     from uwe.train.validation import load_val_sets
 
@@ -42,7 +42,7 @@ def main() -> None:
         encoder = TokenEncoder.from_pretrained(params.train.backbone,
                                                max_length=params.train.max_length)
     else:
-        from uwe.infer.model import load
+        from uwe.model.uwe_model import load
 
         encoder = load(args.model, device="cpu").encoder
     temps = args.temperatures or (COSINE_GRID if args.attention == "cosine" else RAW_GRID)

@@ -20,7 +20,7 @@ import torch
 from uwe import cli
 from uwe.data.curation import write_dataset
 from uwe.data.dataset import RankingDataset
-from uwe.infer.model import UWEModel, save
+from uwe.model.uwe_model import UWEModel, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]
 TARGETS = ["python programming", "bake bread", "drive a truck", "care for patients",
@@ -380,7 +380,7 @@ def test_device_cuda_without_a_gpu(run, root):
 def test_non_finite_scores_are_never_ranked(run, root, monkeypatch):
     import numpy as np
 
-    from uwe.bench.baselines import BM25Baseline
+    from uwe.model.baselines import BM25Baseline
 
     def nan_scores(self, queries, index):
         out = np.zeros((len(queries), len(TARGETS)), dtype=np.float32)

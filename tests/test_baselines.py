@@ -9,7 +9,7 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-from uwe.bench.baselines import (
+from uwe.model.baselines import (
     BM25Baseline,
     EmbeddingBaseline,
     TfidfCharBaseline,

@@ -115,7 +115,7 @@ def trained_root(curated_root):
 
 
 def test_train_notebook_saves_a_loadable_model_and_a_curve(trained_root):
-    from uwe.infer.model import load
+    from uwe.model.uwe_model import load
 
     folder = trained_root / "models" / "uwe"
     assert (folder / "model.safetensors").is_file() and (folder / "uwe_config.json").is_file()

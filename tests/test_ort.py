@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from uwe import cli  # noqa: E402
 from uwe.bench import latency  # noqa: E402
 from uwe.infer import ort  # noqa: E402
-from uwe.infer.model import UWEModel, save  # noqa: E402
+from uwe.model.uwe_model import UWEModel, save  # noqa: E402
 
 TEXTS = ["data scientist", "registered nurse for intensive care", "bake bread", "python",
          "operate a forklift truck in a warehouse", "sql", "care for patients",
@@ -47,7 +47,7 @@ def test_token_embeddings_equal_the_torch_backbone_on_real_weights():
     """all-MiniLM-L6-v2's real weights: the largest difference of a token embedding between
     ONNX Runtime and torch on these texts is a few 1e-6 (measured 2.3e-6, and 1.8e-6 for the
     trained models/uwe; bound 2e-5)."""
-    from uwe.pretrained import resolve_model
+    from uwe.model.pretrained import resolve_model
 
     folder = resolve_model("all-MiniLM-L6-v2")
     model = ort.OrtModel(folder, "mean", max_length=64, threads=1)
@@ -65,7 +65,7 @@ def test_sentence_embeddings_equal_sentence_transformers():
     embeddings of ``SentenceTransformer.encode`` (all-MiniLM-L6-v2, real weights) up to float
     rounding, text order kept across length groups, an empty text and a truncated one included
     (measured: 2.1e-7 here, 1.3e-6 for all-mpnet-base-v2 on 803 ESCO skills)."""
-    from uwe.bench.baselines import make_model
+    from uwe.model.baselines import make_model
 
     texts = TEXTS + ["", "word " * 400]
     ref = make_model("all-MiniLM-L6-v2", engine="torch", progress=False).encoder.encode(texts)

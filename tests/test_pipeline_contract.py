@@ -107,7 +107,7 @@ def test_package_inits_import_no_module():
 
 def test_import_closure_follows_imports_inside_functions():
     assert _import_closure("from uwe.pipeline.analyses import run_spec\n") >= {
-        "uwe/pipeline/analyses.py", "uwe/config.py", "uwe/train/loop.py", "uwe/infer/model.py"}
+        "uwe/pipeline/analyses.py", "uwe/config.py", "uwe/train/loop.py", "uwe/model/uwe_model.py"}
     assert _import_closure("import json\n") == set()
 
 

@@ -358,7 +358,7 @@ def test_fused_kernel_rejects_bad_shapes():
 def test_length_groups_never_mix_lengths_and_respect_batch_size():
     import numpy as np
 
-    from uwe.infer.numpy_engine import length_groups
+    from uwe.core.lengths import length_groups
 
     lengths = np.array([3, 5, 3, 5, 5, 2, 3, 5, 5])
     groups = length_groups(lengths, batch_size=2)

@@ -1,4 +1,4 @@
-"""uwe.infer.textcache: a bounded text -> embedding cache, and the encoders that use it."""
+"""uwe.model.textcache: a bounded text -> embedding cache, and the encoders that use it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_model import QUERIES, TARGETS
 
-from uwe.infer.model import UWEModel
-from uwe.infer.textcache import TextCache
+from uwe.model.textcache import TextCache
+from uwe.model.uwe_model import UWEModel
 
 
 def test_missing_deduplicates_and_counts():

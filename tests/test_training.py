@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from uwe.config import GraphParams, TrainParams
 from uwe.core import step
-from uwe.infer.model import load
+from uwe.model.uwe_model import load
 from uwe.train import checkpoint, distributed, frozen
 from uwe.train import loop as training
 
@@ -345,7 +345,7 @@ def test_two_process_gloo_training_gathers_the_global_batch(setup, tmp_path):
 
 
 def test_encode_sides_equals_encoding_each_side_alone(setup):
-    from uwe.core.encoder import TokenEncoder
+    from uwe.model.encoder import TokenEncoder
 
     backbone, _ = setup
     enc = TokenEncoder.from_pretrained(backbone, max_length=8).eval()

@@ -10,7 +10,7 @@ import torch
 
 from uwe.bench.evaluation import evaluate_dataset
 from uwe.data.dataset import RankingDataset
-from uwe.infer.model import UWEModel
+from uwe.model.uwe_model import UWEModel
 
 QUERIES = [
     "data scientist",

@@ -34,7 +34,6 @@ import os
 import sys
 
 from uwe.errors import CLIError
-from uwe.infer.model_card import describe_model
 from uwe.infer.ranker import (
     ENGINES,
     check_device,
@@ -48,6 +47,7 @@ from uwe.infer.ranker import (
     resolve_targets,
     top_k,
 )
+from uwe.model.model_card import describe_model
 from uwe.runtime import configure_logging, configure_threads
 
 EXIT_USAGE = 2
@@ -179,8 +179,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     targets, sha = resolve_targets(args)
     if not args.rebuild:  # a cached UWE index: report it without loading the model
-        from uwe.infer.folder import find_uwe_folder
         from uwe.infer.index_cache import IndexCache, model_fingerprint
+        from uwe.model.folder import find_uwe_folder
 
         if find_uwe_folder(args.model) is not None:
             cache, fingerprint = IndexCache(args.cache_dir), model_fingerprint(args.model)

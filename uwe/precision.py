@@ -4,7 +4,7 @@
 * ``bf16``: ``torch.autocast`` with ``torch.bfloat16`` on the run's device (CPU or CUDA). The
   master weights, the gradients and AdamW's state stay float32 (autocast casts a matrix
   product's inputs to bfloat16 and leaves the parameters alone); normalisations, softmax and
-  the loss run in float32 (autocast's own fp32 list, and :func:`uwe.core.step.step_scores`
+  the loss run in float32 (autocast's own fp32 list, and :func:`uwe.train.step.step_scores`
   scores in float32 outside the autocast region).
 * ``auto``: ``bf16`` where the hardware runs bfloat16 matrix products natively, else ``fp32``:
   on CUDA when ``torch.cuda.is_bf16_supported()``; on a CPU that reports AMX tiles or

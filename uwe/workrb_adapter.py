@@ -5,8 +5,8 @@ is imported lazily, so ``import uwe.workrb_adapter`` works without it and the fi
 an ImportError that says what to install.
 
 * :func:`as_workrb_model` -> a ``workrb.models.ModelInterface`` around any model with the
-  harness contract (a :class:`uwe.infer.model.UWEModel`, a baseline, or a spec for
-  :func:`uwe.bench.registry.load_model`). ``compute_rankings(queries, targets, ...)`` returns the
+  harness contract (a :class:`uwe.model.uwe_model.UWEModel`, a baseline, or a spec for
+  :func:`uwe.model.registry.load_model`). ``compute_rankings(queries, targets, ...)`` returns the
   ``(n_q, n_t)`` SLI score matrix (``index_targets`` once, then ``score_index``);
   classification ranks texts against the label texts the same way. WorkRB's input types
   (job title, skill name, ...) are ignored: UWE is one task-agnostic encoder.
@@ -17,7 +17,7 @@ an ImportError that says what to install.
   ...) work as well wherever their data can be downloaded.
 
 Metrics agree with :mod:`uwe.bench.evaluation` except on ties: WorkRB ranks with an unstable
-``np.argsort``, :mod:`uwe.bench.metrics` breaks ties by the lower target index.
+``np.argsort``, :mod:`uwe.core.metrics` breaks ties by the lower target index.
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ def as_workrb_model(
     model: Any, name: str | None = None, device: str = "auto", batch_size: int = 128
 ):
     """A WorkRB model around ``model`` (an object with ``index_targets``/``score_index``, or a
-    spec string for :func:`uwe.bench.registry.load_model`)."""
+    spec string for :func:`uwe.infer.loader.load_model`)."""
     if isinstance(model, str):
-        from uwe.bench.registry import load_model
+        from uwe.infer.loader import load_model
 
         model = load_model(model, device=device, batch_size=batch_size)
     return _model_class()(model, name=name)

@@ -5,8 +5,8 @@
 * :mod:`uwe.core.losses`: the bidirectional many-to-many InfoNCE (and the one-to-one and
   symmetric ablations);
 * :mod:`uwe.core.batching`: sampling batches of pairs from the bipartite training graphs;
-* :mod:`uwe.core.encoder`: the token encoder (one shared transformer);
-* :mod:`uwe.core.step`: one training step's scores, from a batch to the loss' inputs.
+* :mod:`uwe.model.encoder`: the token encoder (one shared transformer);
+* :mod:`uwe.train.step`: one training step's scores, from a batch to the loss' inputs.
 
 Stages: ``train`` (and the ``transfer`` / ``ablations`` runs, which train the same way);
 ``evaluate``, ``baselines``, ``latency`` score with :mod:`uwe.core.scoring` through

@@ -1,13 +1,13 @@
 """Using a trained model: the model folder, target indexes and the fast query engines.
 
-* :mod:`uwe.infer.model`: :class:`~uwe.infer.model.UWEModel` (index targets, score, rank),
-  ``save`` / ``load``; :mod:`uwe.infer.folder` checks a folder before loading it and
-  :mod:`uwe.infer.model_card` writes its ``README.md``;
+* :mod:`uwe.model.uwe_model`: :class:`~uwe.model.uwe_model.UWEModel` (index targets, score, rank),
+  ``save`` / ``load``; :mod:`uwe.model.folder` checks a folder before loading it and
+  :mod:`uwe.model.model_card` writes its ``README.md``;
 * :mod:`uwe.infer.index_cache`: target indexes cached on disk (``uwe rank`` / ``uwe index``);
 * :mod:`uwe.infer.numpy_engine` (NumPy BERT + SLI, no torch), :mod:`uwe.infer.ort` (the encoder in
   ONNX Runtime, compact target layouts) and :mod:`uwe.infer.kernels` (the fused Numba kernels);
-* :mod:`uwe.infer.ann` (two-stage retrieval with FAISS), :mod:`uwe.infer.textcache`.
+* :mod:`uwe.infer.ann` (two-stage retrieval with FAISS), :mod:`uwe.model.textcache`.
 
 Stages: ``evaluate``, ``latency``, the analysis runs (they score through
-:class:`~uwe.infer.model.UWEModel`); the command line (``uwe rank``, ``uwe index``).
+:class:`~uwe.model.uwe_model.UWEModel`); the command line (``uwe rank``, ``uwe index``).
 """

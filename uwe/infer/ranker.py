@@ -218,9 +218,9 @@ def load_checked_task(name: str, family: str, split: str, root: str):
 
 
 def load(args: argparse.Namespace):
-    """``(model, fingerprint)`` of ``--model`` (see :mod:`uwe.bench.registry`)."""
-    from uwe.bench.registry import load_model
+    """``(model, fingerprint)`` of ``--model`` (see :mod:`uwe.model.registry`)."""
     from uwe.infer.index_cache import model_fingerprint
+    from uwe.infer.loader import load_model
 
     threads = getattr(args, "threads", None)
     if threads:
@@ -283,7 +283,7 @@ def fast_engine(args: argparse.Namespace) -> tuple[str, Path] | None:
     engine = getattr(args, "engine", "auto")
     if engine == "torch":
         return None
-    from uwe.infer.folder import find_uwe_folder
+    from uwe.model.folder import find_uwe_folder
 
     folder = find_uwe_folder(args.model)
     if folder is None:
@@ -304,8 +304,8 @@ def fast_engine(args: argparse.Namespace) -> tuple[str, Path] | None:
             raise CLIError(f"--engine numpy cannot run {folder}: {reason}")
         logger.info("not the NumPy engine: %s", reason)
 
-    from uwe.infer.folder import read_uwe_config
     from uwe.infer.ort import SCORERS
+    from uwe.model.folder import read_uwe_config
 
     scorer = read_uwe_config(folder)["scorer"]
     reason = (f"scorer {scorer!r}" if scorer not in SCORERS else
@@ -391,13 +391,13 @@ def top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int = 256):
 def model_tokenizer_file(spec: str) -> Path | None:
     """The ``tokenizer.json`` of the model ``spec`` names (a UWE folder, a sentence-transformers
     folder or an embedder name), None for a lexical baseline or a model without one."""
-    from uwe.infer.folder import find_st_folder, find_uwe_folder
+    from uwe.model.folder import find_st_folder, find_uwe_folder
 
     folder = find_uwe_folder(spec)
     if folder is None:
         try:
-            from uwe.infer.st_folder import read_st_folder
-            from uwe.pretrained import KNOWN_MODELS, resolve_model
+            from uwe.model.pretrained import KNOWN_MODELS, resolve_model
+            from uwe.model.st_folder import read_st_folder
 
             st = find_st_folder(spec)
             if st is None and spec in KNOWN_MODELS and spec not in ("bm25", "tfidf_char"):

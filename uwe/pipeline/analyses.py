@@ -33,10 +33,10 @@ from typing import Any
 import pandas as pd
 
 from uwe.config import ANALYSIS_GROUPS, BudgetParams, Params, RunParams, TrainParams
+from uwe.model.registry import UNTUNED
 
 logger = logging.getLogger(__name__)
 
-UNTUNED = "untuned"
 EVAL_SAMPLE_SEED = 0  # the test-query subsample of every run and model
 # training summary keys not worth keeping in the metrics file
 _DROP_SUMMARY = ("out_dir", "rank", "world_size", "resumed_from")
@@ -234,20 +234,18 @@ def train_run(spec: RunSpec, root: str | Path, data_root: str | Path,
 
 def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | None):
     """The model to evaluate for ``seed`` (the trained one, the untuned backbone or a folder)."""
-    from uwe.bench.registry import load_model
-    from uwe.infer.model import UWEModel, load
+    from uwe.infer.loader import load, load_model
 
     dev, bs = params.evaluate.device, params.evaluate.batch_size
     mb = params.evaluate.text_cache_mb
     if spec.trains:
         return load(spec.model_dir(root, seed), device=dev, batch_size=bs, text_cache_mb=mb)
-    if spec.run.model == UNTUNED:
-        t = params.train
-        return UWEModel.from_backbone(
-            t.backbone, spec.run.scorer or t.scorer,
-            spec.run.attention_temperature or t.attention_temperature, t.max_length,
-            device=dev, batch_size=bs, name=UNTUNED, text_cache_mb=mb)
-    return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb)
+    t = params.train
+    return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb,
+                      backbone=t.backbone, scorer=spec.run.scorer or t.scorer,
+                      attention_temperature=spec.run.attention_temperature
+                      or t.attention_temperature, max_length=t.max_length,
+                      name=UNTUNED if spec.run.model == UNTUNED else None)
 
 
 def frozen_layers_of(model: Any) -> int:
@@ -277,7 +275,7 @@ def evaluation_bottom(model: Any, k: int, texts: list[str], cache_dir: str | Non
     same subsample) -> (cache, reference backbone). A trained run's bottom is the backbone's
     (frozen), so its evaluation runs only the top layers (:func:`uwe.train.frozen.use_cached_bottom`
     checks the weights)."""
-    from uwe.core.encoder import TokenEncoder
+    from uwe.model.encoder import TokenEncoder
     from uwe.train.frozen import BottomCache
 
     reference = TokenEncoder.from_pretrained(model.config.get("backbone") or

@@ -140,7 +140,7 @@ def _zeroshot_mean(result: Mapping) -> float | None:
 
 
 def _model_kind(name: str, result: Mapping) -> str:
-    from uwe.bench.baselines import LEXICAL
+    from uwe.model.baselines import LEXICAL
 
     return "lexical" if name in LEXICAL or result.get("model") in LEXICAL else (
         "uwe" if name.startswith("uwe") else "embedding")
@@ -479,7 +479,7 @@ def _latency_claim(latency: Mapping | None) -> Claim:
     with the ``mean`` scorer timed through the same engine where one was, else the mean-pooled
     baseline (``latency.json`` ``ratios``). The ``onnx`` engine's entries (the deployment
     path, :mod:`uwe.infer.ort`) come first when both engines were timed."""
-    from uwe.bench.baselines import model_slug
+    from uwe.model.registry import model_slug
 
     text = "SLI with cached targets costs about as much per query as mean pooling"
     paper = "15.9 vs 13.2 ms (A100, ratio 1.20)"

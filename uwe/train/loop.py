@@ -1,7 +1,7 @@
 """UWE training loop (arXiv 2511.07969, Sec. "Training"): one shared encoder, all-pairs scores
 per graph, many-to-many InfoNCE summed over graphs (``uwe.core.losses.MultiGraphInfoNCE``).
 
-One step (:mod:`uwe.core.step`): every graph contributes a batch, all texts of the step are
+One step (:mod:`uwe.train.step`): every graph contributes a batch, all texts of the step are
 encoded together, each graph's sides are scored all-pairs in float32 and the weighted losses are
 summed; AdamW (no weight decay on biases / norms), linear warm-up then linear decay, gradient-
 norm clipping.
@@ -36,9 +36,8 @@ from safetensors.torch import load_model, save_model
 from uwe.config import TrainParams
 from uwe.core.batching import MultiGraphBatcher
 from uwe.core.losses import MultiGraphInfoNCE
-from uwe.core.step import make_optimizer, step_scores
-from uwe.infer.model import UWEModel, replace_dir, save
 from uwe.io import make_temp_dir, set_default_mode
+from uwe.model.uwe_model import UWEModel, replace_dir, save
 from uwe.precision import autocast, cpu_isa, isa_line, native_bf16, resolve_precision
 from uwe.precision import describe as describe_precision
 from uwe.runtime import seed_everything
@@ -52,6 +51,7 @@ from uwe.train.checkpoint import (
 )
 from uwe.train.distributed import DistInfo, init_distributed
 from uwe.train.frozen import BottomCache, CachedTopEncoder, cache_texts, freeze_bottom
+from uwe.train.step import make_optimizer, step_scores
 from uwe.train.validation import load_val_sets, validate
 
 logger = logging.getLogger(__name__)
@@ -409,7 +409,7 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
     ``True`` continues it (ValueError if it belongs to another config), ``"auto"`` continues a
     matching one and discards any other (what a pipeline stage re-run after a change needs).
     """
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
 
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")

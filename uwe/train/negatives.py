@@ -35,8 +35,8 @@ def embed_mean(encode: Callable, token_lengths: Callable, texts: list[str],
                batch_size: int = 256) -> np.ndarray:
     """Mean-pooled, L2-normalised embeddings ``(n, d)`` float32 of ``texts`` through the
     ``encode(texts) -> (emb, mask)`` forward, in equal-length batches (no padding)."""
+    from uwe.core.lengths import length_groups
     from uwe.core.scoring import mean_pool
-    from uwe.infer.numpy_engine import length_groups
 
     out = None
     with torch.no_grad():
