@@ -29,8 +29,8 @@ import time
 
 import torch
 
-from uwe.core.scoring import sli_scores
-from uwe.infer.dense import sli_dense, sli_dense_blocks, unit_and_norm
+from uwe.core.scoring import sli_scores, unit_and_norm
+from uwe.infer.dense import sli_dense, sli_dense_blocks
 from uwe.infer.kernels import available
 
 # ESCO v1.2.0 skill preferred labels, tokens per label (MiniLM tokenizer, specials included)

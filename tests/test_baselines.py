@@ -14,9 +14,9 @@ from uwe.model.baselines import (
     EmbeddingBaseline,
     TfidfCharBaseline,
     make_model,
-    model_slug,
     word_tokenize,
 )
+from uwe.model.registry import model_slug
 
 TARGETS = [
     "manage software development projects",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from uwe import pretrained as encoders
+from uwe.model import pretrained as encoders
 from uwe.model.pretrained import SentenceEncoder, find_model_dir, resolve_device, resolve_model
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from uwe.core import encoder as encoder_lib
 from uwe.core.scoring import SCORERS, get_scorer
-from uwe.infer import model as model_lib
+from uwe.model import encoder as encoder_lib
+from uwe.model import uwe_model as model_lib
 from uwe.model.encoder import TokenEncoder
 from uwe.model.uwe_model import UWEModel, load, save
 

@@ -124,7 +124,7 @@ class _FakeST:
 
 
 def test_sentence_encoder_cache_encodes_each_distinct_text_once(monkeypatch):
-    from uwe import pretrained as encoders
+    from uwe.model import pretrained as encoders
 
     fake = _FakeST()
     monkeypatch.setattr(encoders, "load_sentence_transformer", lambda *a, **k: fake)

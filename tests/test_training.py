@@ -20,9 +20,8 @@ import torch
 from safetensors.torch import load_file
 
 from uwe.config import GraphParams, TrainParams
-from uwe.core import step
 from uwe.model.uwe_model import load
-from uwe.train import checkpoint, distributed, frozen
+from uwe.train import checkpoint, distributed, frozen, step
 from uwe.train import loop as training
 
 REPO = Path(__file__).resolve().parents[1]
