@@ -512,6 +512,37 @@ def test_train_script_refusing_a_checkpoint_is_one_line(tmp_path, monkeypatch, c
     assert err.startswith("train.py: error: checkpoint models/uwe_ckpt/last is unreadable")
 
 
+def test_the_notebook_and_the_script_share_one_training_entry(tmp_path, monkeypatch):
+    """notebooks/02_train.ipynb calls train_main_model as scripts/train.py does: resume "auto"
+    by default, and a run stopped by a signal raises (the notebook fails) instead of writing
+    metrics/train.json as if it had finished."""
+    import json as json_lib
+
+    from uwe.config import load_params
+    from uwe.train import loop as training
+
+    repo = Path(__file__).resolve().parents[1]
+    nb = json_lib.loads((repo / "notebooks" / "02_train.ipynb").read_text(encoding="utf-8"))
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "train_main_model(P, ROOT, resume=resume)" in code and 'resume = "auto"' in code
+    params = load_params(repo / "params.yaml", profile="smoke")
+    calls = []
+
+    def fake(cfg, **kw):
+        calls.append(kw["resume"])
+        return {"stopped": stopped, "steps_done": 2, "steps": 4, "out_dir": "x", "best_step": 2}
+
+    monkeypatch.setattr(training, "train", fake)
+    stopped = "signal"
+    with pytest.raises(training.TrainingStopped, match="step 2 of 4"):
+        training.train_main_model(params, tmp_path)
+    assert not (tmp_path / "metrics" / "train.json").exists()
+    stopped = None
+    training.train_main_model(params, tmp_path)
+    written = json_lib.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert written["steps_done"] == 2 and "out_dir" not in written and calls == ["auto", "auto"]
+
+
 def test_stdin_that_is_not_utf8_is_one_line(run, root, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"nurse\ncaf\xe9\n")))
     one_line_error(*run("rank", "--model", "bm25", "--task", "job2skill", "--root", root),

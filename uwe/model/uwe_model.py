@@ -25,9 +25,7 @@ side by side on CPU threads); the scores agree up to float rounding.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,7 @@ from uwe.core.scoring import (
     sli_unpadded_blocks,
     unit_and_norm,
 )
-from uwe.io import make_temp_dir, set_default_mode
+from uwe.io import make_temp_dir, replace_dir, set_default_mode
 from uwe.model.encoder import TokenEncoder, drop_pooler, load_backbone
 from uwe.model.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
 from uwe.model.model_card import CARD_FILE, model_card
@@ -336,17 +334,6 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def replace_dir(src: Path, dest: Path) -> None:
-    """Move folder ``src`` to ``dest``, replacing an existing ``dest`` (two renames)."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:

@@ -36,8 +36,8 @@ from safetensors.torch import load_model, save_model
 from uwe.config import TrainParams
 from uwe.core.batching import MultiGraphBatcher
 from uwe.core.losses import MultiGraphInfoNCE
-from uwe.io import make_temp_dir, set_default_mode
-from uwe.model.uwe_model import UWEModel, replace_dir, save
+from uwe.io import make_temp_dir, replace_dir, set_default_mode
+from uwe.model.uwe_model import UWEModel, save
 from uwe.precision import autocast, cpu_isa, isa_line, native_bf16, resolve_precision
 from uwe.precision import describe as describe_precision
 from uwe.runtime import seed_everything
@@ -310,11 +310,12 @@ class Trainer:
         """Rank 0: the best model (or the last one without validation) -> ``out_dir``."""
         best = self.ckpt_dir / "best"
         if self.best_step is not None and best.is_dir():
-            tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(best, tmp)
-            replace_dir(tmp, self.out_dir)
+            tmp = make_temp_dir(self.out_dir)
+            try:
+                shutil.copytree(best, tmp, dirs_exist_ok=True)
+                replace_dir(tmp, self.out_dir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         else:
             save(self.model, self.out_dir, self.extra_config(None))
         logger.info("model written to %s (best step %s)", self.out_dir, self.best_step)
@@ -433,3 +434,35 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
     finally:
         if info.created:
             dist.destroy_process_group()
+
+
+class TrainingStopped(RuntimeError):
+    """A run stopped by SIGTERM / SIGINT before its last step: checkpointed (the same command
+    resumes it), no model published, ``metrics/train.json`` left as it was."""
+
+
+def train_main_model(params: Any, root: str | Path, resume: bool | str = "auto",
+                     progress: bool = True) -> dict:
+    """The ``train`` stage: :func:`train` on ``params.train`` with the paths of ``params`` under
+    ``root`` (model ``train.out_dir``, checkpoints ``train.checkpoint_dir``, the step log
+    ``metrics/train_log.csv``); rank 0 then writes ``metrics/train.json``. The one entry of
+    ``notebooks/02_train.ipynb`` and ``scripts/train.py`` (one GPU or ``torchrun``), so both
+    resume alike (``"auto"``: continue a checkpoint of this configuration, discard any other)
+    and stop alike: a run stopped by a signal raises :class:`TrainingStopped`."""
+    from uwe.io import write_json
+
+    root = Path(root)
+    summary = train(params.train, seed=params.seed, data_root=root / params.curate.out_dir,
+                    out_dir=root / params.train.out_dir,
+                    checkpoint_dir=root / params.train.checkpoint_dir,
+                    log_path=root / "metrics" / "train_log.csv", resume=resume,
+                    progress=progress)
+    if summary["stopped"] == "signal":  # checkpointed, nothing published: not a success
+        raise TrainingStopped(
+            f"stopped by a signal at step {summary['steps_done']} of {summary['steps']}: no "
+            f"model written, metrics/train.json left as it was; the checkpoint in "
+            f"{root / params.train.checkpoint_dir} resumes it: run the same command again")
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(root / "metrics" / "train.json",
+                   {k: v for k, v in summary.items() if k != "out_dir"})
+    return summary
