@@ -103,12 +103,13 @@ def targets_sha256(targets: list[str]) -> str:
 
 
 def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
-    """What identifies the model ``spec`` names (see module doc); JSON-serialisable."""
-    from uwe.model.folder import find_uwe_folder
+    """What identifies the model ``spec`` names (:func:`uwe.model.registry.resolve`; see module
+    doc); JSON-serialisable."""
+    from uwe.model.registry import resolve
 
-    folder = find_uwe_folder(str(spec), root)
-    if folder is not None:
-        folder = folder.resolve()
+    ref = resolve(str(spec), root)
+    if ref.kind == "uwe" and not ref.st_folder:
+        folder = ref.path.resolve()
         weights = (folder / WEIGHTS).stat()
         return {
             "kind": "uwe",

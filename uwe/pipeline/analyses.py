@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from uwe.config import ANALYSIS_GROUPS, BudgetParams, Params, RunParams, TrainParams
-from uwe.model.registry import UNTUNED
+from uwe.model.registry import UNTUNED, kind_of
 
 logger = logging.getLogger(__name__)
 
@@ -250,8 +250,10 @@ def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | 
 
 def frozen_layers_of(model: Any) -> int:
     """``frozen_layers`` a UWE model was trained with (its saved training config), else 0."""
-    train = (getattr(model, "config", None) or {}).get("train") or {}
-    return int(train.get("frozen_layers") or 0) if hasattr(model, "encoder") else 0
+    if kind_of(model) != "uwe":
+        return 0
+    train = (model.config or {}).get("train") or {}
+    return int(train.get("frozen_layers") or 0)
 
 
 def evaluation_texts(data_root: str | Path, tasks: list[str], zeroshot: list[str],
@@ -287,13 +289,15 @@ def evaluation_bottom(model: Any, k: int, texts: list[str], cache_dir: str | Non
 
 
 def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:
-    """What was evaluated: scorer, backbone, graphs (from a UWE model's config)."""
-    config = getattr(model, "config", {}) or {}
+    """What was evaluated: scorer, backbone, graphs (from a UWE model's config; None for the
+    other kinds)."""
+    uwe = kind_of(model) == "uwe"
+    config = (model.config or {}) if uwe else {}
     graphs = list(config["graphs"]) if "graphs" in config else (
         list(spec.train.graphs) if spec.trains else [])
-    return {"scorer": getattr(model, "scorer_name", None),
-            "attention_temperature": getattr(model, "attention_temperature", None),
-            "backbone": getattr(getattr(model, "encoder", None), "backbone_name", None),
+    return {"scorer": model.scorer_name if uwe else None,
+            "attention_temperature": model.attention_temperature if uwe else None,
+            "backbone": model.encoder.backbone_name if uwe else None,
             "graphs": graphs, "trained_steps": config.get("step")}
 
 
@@ -365,7 +369,7 @@ def model_softness(model: Any, data_root: str | Path,
     from uwe.bench.softness import attention_unit, softness_report
     from uwe.train.validation import load_val_sets
 
-    unit = attention_unit(getattr(model, "scorer_name", "") or "")
+    unit = attention_unit(model.scorer_name) if kind_of(model) == "uwe" else None
     if unit is None:
         return None
     report = softness_report(model.encoder, load_val_sets(data_root, None, max_queries),
