@@ -39,8 +39,10 @@ def make(kind: str, backbone: str, tmp_path):
 
     if kind in ("bm25", "tfidf_char"):
         return make_model(kind)
-    if kind.startswith("embedding@"):
-        return make_model("all-MiniLM-L6-v2", engine=kind.split("@")[1], progress=False)
+    if kind.startswith("embedding@"):  # the engine is serving's choice (uwe.infer.loader)
+        from uwe.infer.loader import load_model
+
+        return load_model("all-MiniLM-L6-v2", engine=kind.split("@")[1], progress=False)
     if kind.startswith("uwe "):
         return _uwe(backbone, kind.split()[1])
     if kind == "ann two-stage":
