@@ -289,6 +289,8 @@ CASES = {
         r"skills\.csv: row 2 has 2 fields, row 1 has 1 \(an unquoted ',' inside a target\?"),
     "evaluate --task ''": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", "",
                                             "--root", r), r"--task '' names no task"),
+    "rank --task ''": (lambda t, r, m: ("rank", "--model", "bm25", "--task", "", "--root", r,
+                                        "x"), r"--task is empty: give a task name"),
     "evaluate --task ','": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", ",",
                                              "--root", r), r"names no task"),
     "truncated task file": (_truncated_task, r"queries\.parquet: not a readable parquet file"

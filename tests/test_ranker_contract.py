@@ -39,7 +39,7 @@ def make(kind: str, backbone: str, tmp_path):
 
     if kind in ("bm25", "tfidf_char"):
         return make_model(kind)
-    if kind.startswith("embedding@"):
+    if kind.startswith("embedding@"):  # the engine is serving's choice (uwe.infer.loader)
         from uwe.infer.loader import load_model
 
         return load_model("all-MiniLM-L6-v2", engine=kind.split("@")[1], progress=False)
