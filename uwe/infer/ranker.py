@@ -515,11 +515,10 @@ class Ranker:
         """Build the target index of ``source`` and store it in the cache (``rebuild``: even if
         it is there). A UWE folder's cached index is reported without loading the model."""
         from uwe.infer.index_cache import IndexCache
-        from uwe.model.folder import find_uwe_folder
 
         targets, sha = self._resolve(source)
         o = self.options
-        if not rebuild and o.use_cache and find_uwe_folder(o.model) is not None:
+        if not rebuild and o.use_cache and uwe_folder_of(o.model) is not None:
             cache, fingerprint = IndexCache(o.cache_dir), self.fingerprint()
             if cache.read_entry(fingerprint, sha, len(targets), "uwe") is not None:
                 return IndexReport(cache.paths(fingerprint, sha)[0], "hit", len(targets))
@@ -587,6 +586,15 @@ class Ranker:
                             engine.prepare(index) if engine_name == "onnx" else index, k)
 
 
+def uwe_folder_of(spec: str) -> Path | None:
+    """The UWE folder ``spec`` names (:func:`uwe.model.registry.resolve`), None for any other
+    kind of model (which the NumPy and ONNX engines of a UWE folder do not run)."""
+    from uwe.model.registry import resolve
+
+    ref = resolve(spec)
+    return ref.path if ref.kind == "uwe" and not ref.st_folder else None
+
+
 def fast_engine(options: RankerOptions) -> tuple[str, Path] | None:
     """``(engine, UWE folder)`` to rank with without torch, or None for the torch path.
 
@@ -600,9 +608,7 @@ def fast_engine(options: RankerOptions) -> tuple[str, Path] | None:
     engine, spec, device = options.engine, options.model, options.device
     if engine == "torch":
         return None
-    from uwe.model.folder import find_uwe_folder
-
-    folder = find_uwe_folder(spec)
+    folder = uwe_folder_of(spec)
     if folder is None:
         if engine != "auto":
             raise CLIError(f"--engine {engine} needs a UWE model folder, not {spec!r}")
@@ -659,20 +665,20 @@ def select_top_k(model: Any, queries: list[str], index: Any, k: int, chunk: int 
 def model_tokenizer_file(spec: str) -> Path | None:
     """The ``tokenizer.json`` of the model ``spec`` names (a UWE folder, a sentence-transformers
     folder or an embedder name), None for a lexical baseline or a model without one."""
-    from uwe.model.folder import find_st_folder, find_uwe_folder
+    from uwe.model.pretrained import KNOWN_MODELS, resolve_model
+    from uwe.model.registry import resolve
+    from uwe.model.st_folder import read_st_folder
 
-    folder = find_uwe_folder(spec)
-    if folder is None:
-        try:
-            from uwe.model.pretrained import KNOWN_MODELS, resolve_model
-            from uwe.model.st_folder import read_st_folder
-
-            st = find_st_folder(spec)
-            if st is None and spec in KNOWN_MODELS and spec not in ("bm25", "tfidf_char"):
-                st = Path(resolve_model(spec))
-            folder = None if st is None else read_st_folder(st).transformer
-        except (ValueError, OSError):  # the model's own loading reports what is wrong
-            return None
+    try:
+        ref = resolve(spec)
+        if ref.kind == "uwe" and not ref.st_folder:
+            folder = ref.path
+        elif ref.st_folder or ref.kind == "embedding" and spec in KNOWN_MODELS:
+            folder = read_st_folder(ref.path or Path(resolve_model(spec))).transformer
+        else:  # lexical, untuned, an embedder this machine does not hold
+            folder = None
+    except (ValueError, OSError):  # the model's own loading reports what is wrong
+        return None
     path = None if folder is None else folder / "tokenizer.json"
     return path if path is not None and path.is_file() else None
 
