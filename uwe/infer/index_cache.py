@@ -107,8 +107,11 @@ def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
     doc); JSON-serialisable."""
     from uwe.model.registry import resolve
 
-    ref = resolve(str(spec), root)
-    if ref.kind == "uwe" and not ref.st_folder:
+    try:
+        ref = resolve(str(spec), root)
+    except (OSError, ValueError):  # nothing the registry loads: keyed by its name and files
+        ref = None
+    if ref is not None and ref.kind == "uwe" and not ref.st_folder:
         folder = ref.path.resolve()
         weights = (folder / WEIGHTS).stat()
         return {
