@@ -225,3 +225,21 @@ def test_train_stage_depends_on_the_training_code_alone():
                     "uwe/pipeline/results.py", "uwe/pipeline/claims.py", "uwe/bench/evaluation.py",
                     "uwe/cli.py", "uwe/infer/ranker.py", "uwe/infer/ort.py"}
     assert not figures_code & (deps | fingerprinted)
+
+
+def test_every_stage_depends_on_its_import_closure_exactly():
+    """scripts/stage_deps.py writes each stage's uwe/ deps from its notebook's import closure (and
+    the modules its command runs with `python -m`): a stage depends on no module it cannot reach
+    (a serving change does not retrain), and the tool has nothing to change in dvc.yaml."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_deps", REPO / "scripts" / "stage_deps.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    text = (REPO / "dvc.yaml").read_text(encoding="utf-8")
+    new, changed = tool.rewrite(text, tool.wanted(REPO, REPO / "dvc.yaml"))
+    assert changed == [] and new == text, f"run scripts/stage_deps.py --write: {changed}"
+    # the tool sees a stale line: drop one dep of train and it puts it back
+    broken = text.replace("      - uwe/train/loop.py\n", "", 1)
+    fixed, changed = tool.rewrite(broken, tool.wanted(REPO, REPO / "dvc.yaml"))
+    assert changed == ["train"] and fixed == text
