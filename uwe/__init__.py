@@ -2,7 +2,7 @@
 
 The public API, imported on first use (``import uwe`` itself loads neither torch nor data):
 
-* :func:`load` (``uwe.model.uwe_model.load``): a trained UWE model folder -> :class:`UWEModel`;
+* :func:`load` (``uwe.infer.loader.load``): a trained UWE model folder -> :class:`UWEModel`;
 * :class:`UWEModel`: ``score(queries, targets)``, ``index_targets`` / ``score_index``, ``rank``;
 * :func:`train` (``uwe.train.loop.train``): train a model from a ``TrainParams`` config;
 * :func:`evaluate` (``uwe.bench.evaluation.evaluate``): WorkBench metrics of any model on a family;
