@@ -94,6 +94,28 @@ def test_curate_notebook_writes_tasks_graphs_and_a_clean_audit(curated_root):
     assert 0 < len(ds.queries) <= 40 and len(ds.targets) < 13_939  # capped (smoke profile)
 
 
+def test_an_executed_notebook_is_the_same_bytes_when_its_stage_runs_again(curated_root):
+    """The executed copy is a committed result: cleaned (uwe.pipeline.notebooks, the last step
+    of every stage's command), a second run of an unchanged stage writes the same bytes -- no
+    progress bar, log time, duration, absolute path or papermill timestamp survives -- while
+    the results it displays do."""
+    from uwe.pipeline.notebooks import clean_notebook
+
+    runs = []
+    for _ in range(2):
+        out = run_notebook("03_evaluate", curated_root, tag="twice", model="bm25", name="bm25")
+        clean_notebook(out, curated_root)
+        runs.append(out.read_bytes())
+    assert runs[0] == runs[1]
+    text = runs[0].decode("utf-8")
+    nb = json.loads(text)
+    shown = "".join("".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", ""))
+                    for c in nb["cells"] for o in c.get("outputs", []))
+    assert "job2skill" in shown and "MAP" in shown  # the results table is there
+    assert str(curated_root) not in shown and "it/s" not in shown and " INFO " not in shown
+    assert "start_time" not in text and "duration" not in text
+
+
 def test_evaluate_notebook_scores_a_baseline(curated_root):
     run_notebook("03_evaluate", curated_root, model="tfidf_char", name="tfidf_char")
     zeroshot = json.loads(
