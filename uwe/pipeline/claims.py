@@ -8,8 +8,8 @@ verdict computed from them by :data:`VERDICT_RULE` (:func:`compare`). :func:`cla
 renders the table written to ``metrics/claims.md`` and into the README's results section;
 ``metrics/claims.json`` keeps the same rows as numbers (fractions, like every metrics file).
 
-Nothing here is typed in by hand but the paper's numbers (``docs/paper.md``): change a metric
-file and the verdict follows.
+Nothing here is typed in by hand but the paper's numbers (``../shared/docs/paper.md``): change
+a metric file and the verdict follows.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ VERDICT_RULE = (
     f"claim holds when the SLI / mean-pooling latency ratio (batch 1, cached targets) is at "
     f"most {LATENCY_NEAR:g} (the paper: 15.9 / 13.2 ms = 1.20).")
 
-#: Task groups each training graph is built from (``docs/workbench.md``): a transfer run's other
-#: groups are its cross-task cells. The description graphs train no group of their own.
+#: Task groups each training graph is built from (``../shared/docs/workbench.md``): a transfer
+#: run's other groups are its cross-task cells. The description graphs train no group of their
+#: own.
 OWN_GROUPS: dict[str, tuple[str, ...]] = {
     "sj": ("job2skill", "skill2job"), "sv": ("skill_extraction",), "sa": ("skill_norm",),
     "jj": ("job_norm",), "ss": ("skill_sim",), "sd": (), "jd": (),
