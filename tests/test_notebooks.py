@@ -292,3 +292,24 @@ def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
     assert "profile `smoke`" in section
     assert readme.split("<!-- results:start -->")[0] == (REPO / "README.md").read_text().split(
         "<!-- results:start -->")[0]
+
+
+def test_the_walkthrough_tells_each_claim_from_the_committed_results(analysed_root):
+    """notebooks/05_paper.ipynb (stage `paper`), run after the figures: every claim of
+    metrics/claims.json with its verdict, in the paper's order, the figures inline."""
+    from uwe.pipeline.notebooks import clean_notebook
+
+    out = run_notebook("05_paper", analysed_root, tag="paper")
+    clean_notebook(out, analysed_root)
+    nb = json.loads(out.read_text())
+    shown = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    text = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in shown)
+    claims = json.loads((analysed_root / "metrics" / "claims.json").read_text())
+    titles = [claims["claims"][c]["claim"] for c in claims["order"]]
+    positions = [text.find(f"**{t}.**") for t in titles]
+    assert all(p >= 0 for p in positions), titles
+    for c in claims["order"]:
+        assert f"**{claims['claims'][c]['verdict']}**" in text
+    assert text.index("WorkBench") < text.index("The tasks share structure") < text.index(
+        "Unseen target spaces")
+    assert sum("image/png" in o.get("data", {}) for o in shown) >= 5  # the figures inline
