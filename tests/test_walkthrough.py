@@ -41,9 +41,11 @@ def test_the_walkthrough_of_the_committed_results(tmp_path):
 
 
 def test_claim_text_states_the_numbers_and_the_verdict():
-    text = walkthrough.claim_text({"claim": "A > B", "paper": "2 vs 1", "ours": "3 vs 1",
-                                   "d": 2.0, "se": 0.25, "verdict": "holds"})
-    assert text == ("**A > B.** The paper: 2 vs 1. Here: 3 vs 1 (d = +2.00, se 0.25) — "
-                    "**holds**.")
-    assert "se" not in walkthrough.claim_text({"claim": "x", "paper": "p", "ours": "o",
-                                               "d": 3.7, "se": None, "verdict": "does not hold"})
+    text = walkthrough.claim_text({"id": "x", "claim": "A > B", "paper": "2 vs 1",
+                                   "ours": "3 vs 1", "d": 0.02, "se": 0.0025,
+                                   "verdict": "holds"})
+    assert text == ("**A > B.** The paper: 2 vs 1. Here: 3 vs 1 (d = +2.00 MAP points, se 0.25)"
+                    " — **holds**.")
+    latency = walkthrough.claim_text({"id": "latency", "claim": "x", "paper": "p", "ours": "o",
+                                      "d": 3.7, "se": None, "verdict": "does not hold"})
+    assert "(latency ratio 3.70)" in latency and "MAP" not in latency

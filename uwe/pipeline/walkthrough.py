@@ -87,11 +87,15 @@ class Walkthrough:
 
 def claim_text(claim: dict[str, Any]) -> str:
     """A claim of ``metrics/claims.json`` as a paragraph: the claim, the paper's numbers, this
-    project's, the difference and its standard error, the verdict."""
+    project's, the difference of the means and its standard error (MAP points: the file holds
+    fractions) or, for the latency claim, the SLI / mean-pooling latency ratio, the verdict."""
     d, se = claim.get("d"), claim.get("se")
     stats = ""
-    if d is not None:
-        stats = f" (d = {d:+.2f}" + (f", se {se:.2f})" if se is not None else ")")
+    if d is not None and claim.get("id") == "latency":
+        stats = f" (latency ratio {d:.2f})"
+    elif d is not None:
+        stats = f" (d = {100 * d:+.2f} MAP points" + (
+            f", se {100 * se:.2f})" if se is not None else ")")
     return (f"**{claim['claim']}.** The paper: {claim['paper']}. Here: {claim['ours']}{stats}"
             f" — **{claim['verdict']}**.")
 
