@@ -5,13 +5,13 @@ overrides from scratch into a temporary folder, validates once at the end on the
 splits (``val_max_queries`` per task) and writes ``metrics/recipes/NAME.json``: the overrides,
 the full resolved config, val macro MAP and per-task MAP, minutes (training and validation),
 steps, pairs seen per graph and the frozen-bottom cache report. ``--table`` prints the table of
-every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--readme``
-writes it into README.md between the ``recipes:start`` / ``recipes:end`` markers. The table is
-made from the result files only (``uwe.pipeline.recipes.recipe_table``).
+every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--docs``
+writes it into docs/training-on-a-cpu.md between the ``recipes:start`` / ``recipes:end``
+markers. The table is made from the result files only (``uwe.pipeline.recipes.recipe_table``).
 
     python scripts/recipe_search.py --list
     UWE_THREADS=1 python scripts/recipe_search.py --run k3_b128_mean_lr1e-4_s150
-    python scripts/recipe_search.py --table --readme
+    python scripts/recipe_search.py --table --docs
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--run", default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--table", action="store_true")
-    ap.add_argument("--readme", action="store_true")
+    ap.add_argument("--docs", action="store_true",
+                    help="with --table: write the table into docs/training-on-a-cpu.md")
     args = ap.parse_args()
     root = Path(args.root)
     defaults, runs = load_recipes(root / args.recipes)
@@ -50,15 +51,15 @@ def main() -> None:
             print(name, over)
         return
     if args.table:
-        from uwe.pipeline.recipes import RECIPES_END, RECIPES_START, recipe_table
+        from uwe.pipeline.recipes import RECIPE_PAGE, RECIPES_END, RECIPES_START, recipe_table
         from uwe.pipeline.reporting import replace_between_markers
 
         table = recipe_table(root / OUT)
         print(table)
-        if args.readme:
-            readme = root / "README.md"
-            readme.write_text(replace_between_markers(readme.read_text(), table, RECIPES_START,
-                                                      RECIPES_END))
+        if args.docs:
+            page = root / RECIPE_PAGE
+            page.write_text(replace_between_markers(page.read_text(), table, RECIPES_START,
+                                                    RECIPES_END))
         return
     if args.run not in runs:
         sys.exit(f"recipe_search: unknown run {args.run!r} in {args.recipes}; "

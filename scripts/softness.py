@@ -4,7 +4,7 @@ Over the (query, positive) pairs of the heldout val splits (``--max-pairs`` per 
 temperature the mean largest attention weight, the mean entropy (nats) and the entropy as a
 fraction of log Lt, macro-averaged over the tasks; ``--json`` writes the report. The grid of the
 ablations' attention sweep and the range ``train.attention_temperature`` is chosen from come from
-this table (README "The scorer's fair test").
+this table (docs/analyses.md, "The scorer's fair test").
 
     python scripts/softness.py                          # the untuned train.backbone, raw logits
     python scripts/softness.py --attention cosine --temperatures 0.01 0.03 0.1 0.3 1

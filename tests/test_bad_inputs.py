@@ -1,6 +1,6 @@
 """Bad input, case by case: every one gives the right result or one clear line on stderr and
-exit status 2, never a traceback or a silently wrong answer (README, "When something is
-wrong"). The table holds the command-line cases; the cases that need several steps follow it."""
+exit status 2, never a traceback or a silently wrong answer (docs/using-uwe.md, "When something
+is wrong"). The table holds the command-line cases; the cases that need several steps follow it."""
 
 from __future__ import annotations
 

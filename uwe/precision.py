@@ -12,7 +12,7 @@
   pick its oneDNN kernels). Without those instructions bfloat16 is emulated and slower than
   float32, so ``auto`` keeps float32 there.
 
-Measured with ``scripts/bench_train.py`` (README "Training UWE on a CPU"): on a 2-core Intel
+Measured with ``scripts/bench_train.py`` (``docs/training-on-a-cpu.md``): on a 2-core Intel
 Xeon with AMX and on a 2-core AMD EPYC with AVX512-BF16, a bf16 step of the cpu recipe takes
 about half the time of a float32 step. The precision a run used and the CPU's features are
 written into ``metrics/train.json``, the model's config (model card) and every recipe result,

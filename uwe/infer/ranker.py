@@ -182,7 +182,7 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-#: the one rule per extension of a targets table (README "Ranking your own targets")
+#: the one rule per extension of a targets table (docs/using-uwe.md, "Ranking your own targets")
 TABLE_RULE = ("a .csv is comma-separated with \"...\" quoting, a .tsv tab-separated without "
               "quoting; the first row is a header only when one of its fields is 'target'; "
               "one column = one target per row, several need the 'target' column")
