@@ -165,9 +165,8 @@ def entry_name(name: str, engine: str) -> str:
 
 def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
     """For each UWE entry: its median latency over that of the entry named like its backbone
-    (``uwe.model.baselines.model_slug`` of either the name or the spec) timed through the same
+    (``uwe.model.registry.model_slug`` of either the name or the spec) timed through the same
     engine; None if none was timed."""
-
     out = {}
     for name, entry in models.items():
         if entry.get("kind") != "uwe":
