@@ -114,6 +114,13 @@ def test_an_executed_notebook_is_the_same_bytes_when_its_stage_runs_again(curate
     assert "job2skill" in shown and "MAP" in shown  # the results table is there
     assert str(curated_root) not in shown and "it/s" not in shown and " INFO " not in shown
     assert "start_time" not in text and "duration" not in text
+    # it opens with what the run found (the last cell's text, in the first output)
+    from uwe.pipeline.findings import PENDING
+
+    first = next(o for c in nb["cells"] for o in c.get("outputs", []))
+    opening = "".join(first["data"]["text/markdown"])
+    assert opening.startswith("**What this run found.** `bm25` — full: macro MAP ")
+    assert PENDING not in text
 
 
 def test_evaluate_notebook_scores_a_baseline(curated_root):
