@@ -59,7 +59,7 @@ def target_space(raw_dir: Path) -> tuple[list[str], dict[str, int]]:
 def get_model(spec: str | None, cache_dir: Path):
     """``(model, fingerprint)``: ``spec``, else models/uwe, else an untuned MiniLM UWE."""
     from uwe.infer.index_cache import model_fingerprint
-    from uwe.infer.model import UWEModel, load, save
+    from uwe.model.uwe_model import UWEModel, load, save
 
     if spec is None:
         spec = "models/uwe" if (Path("models/uwe") / "uwe_config.json").is_file() else None

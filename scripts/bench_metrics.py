@@ -1,4 +1,4 @@
-"""Benchmark uwe.bench.metrics against a plain per-query loop, and measure chunked peak memory.
+"""Benchmark uwe.core.metrics against a plain per-query loop, and measure chunked peak memory.
 
 Usage: .venv/bin/python scripts/bench_metrics.py [--quick]
 
@@ -27,7 +27,7 @@ import tracemalloc
 import numpy as np
 import torch
 
-from uwe.bench.metrics import MetricAccumulator, ranking_metrics
+from uwe.core.metrics import MetricAccumulator, ranking_metrics
 
 METRICS = ("map", "mrr", "rp@5", "rp@10", "recall@10", "hit@10", "ndcg@10")
 N_TARGETS = 13_939
@@ -156,7 +156,7 @@ def main() -> None:
     rows = bench_speed(n_speed, args.seed) + [("", "")]
     rows += bench_memory(n_mem, args.chunk, args.seed)
     width = max(len(k) for k, _ in rows)
-    print(f"uwe.bench.metrics benchmark (torch threads={torch.get_num_threads()}"
+    print(f"uwe.core.metrics benchmark (torch threads={torch.get_num_threads()}"
           f"{', --quick' if args.quick else ''})")
     print("-" * (width + 50))
     for key, val in rows:

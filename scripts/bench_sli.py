@@ -12,7 +12,8 @@ tokens, hidden size 384, token norms ~8-13 as in MiniLM's last layer):
 (compiled
   before timing), one ``sli_dense`` call per target chunk;
 * ``blocks``: every target chunk in one :func:`uwe.infer.dense.sli_dense_blocks` call, the chunks
-  run side by side on one thread each (the CPU inference path of :class:`uwe.infer.model.UWEModel`);
+  run side by side on one thread each (the CPU serving path of
+  :class:`uwe.model.uwe_model.UWEModel`);
 * ``matmul``: the cosine matrix products alone, the floor of any exact dense kernel;
   ``matmul_np``: the same products through NumPy's BLAS (OpenBLAS in its wheels) instead of
   torch's (MKL), which can differ a lot by CPU vendor.
@@ -28,8 +29,8 @@ import time
 
 import torch
 
-from uwe.core.scoring import sli_scores
-from uwe.infer.dense import sli_dense, sli_dense_blocks, unit_and_norm
+from uwe.core.scoring import sli_scores, unit_and_norm
+from uwe.infer.dense import sli_dense, sli_dense_blocks
 from uwe.infer.kernels import available
 
 # ESCO v1.2.0 skill preferred labels, tokens per label (MiniLM tokenizer, specials included)

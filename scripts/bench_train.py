@@ -71,7 +71,7 @@ def run_one(args, changes: dict) -> dict:
     from uwe.runtime import setup
 
     root, params = setup(args.root, args.params, args.profile, threads=threads)
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
     from uwe.train.distributed import DistInfo
     from uwe.train.loop import Trainer
 

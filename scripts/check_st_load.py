@@ -2,7 +2,7 @@
 
     python scripts/check_st_load.py models/uwe [--as-scorer sli] [--out /tmp/uwe-st]
 
-The folder is loaded with ``uwe.load`` and written again with ``uwe.infer.model.save`` (which
+The folder is loaded with ``uwe.load`` and written again with ``uwe.model.uwe_model.save`` (which
 adds the sentence-transformers files) into ``--out``; that copy is then loaded with the class
 its model card names (``SentenceTransformer`` for mean pooling, ``MultiVectorEncoder``
 otherwise, scored with ``uwe.sli_similarity``), and both score the same queries and targets,
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import uwe
-    from uwe.infer.model import UWEModel, save
-    from uwe.infer.st_folder import library_class
+    from uwe.model.st_folder import library_class
+    from uwe.model.uwe_model import UWEModel, save
 
     torch.manual_seed(0)
     model = uwe.load(args.folder, device="cpu")

@@ -46,8 +46,8 @@ def main() -> None:
     if args.random_backbone:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from uwe.core.encoder import transformer_folder
-        from uwe.pretrained import resolve_model
+        from uwe.model.encoder import transformer_folder
+        from uwe.model.pretrained import resolve_model
 
         folder = transformer_folder(resolve_model(backbone))
         torch.manual_seed(0)

@@ -5,13 +5,13 @@ overrides from scratch into a temporary folder, validates once at the end on the
 splits (``val_max_queries`` per task) and writes ``metrics/recipes/NAME.json``: the overrides,
 the full resolved config, val macro MAP and per-task MAP, minutes (training and validation),
 steps, pairs seen per graph and the frozen-bottom cache report. ``--table`` prints the table of
-every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--readme``
-writes it into README.md between the ``recipes:start`` / ``recipes:end`` markers. The table is
-made from the result files only (``uwe.pipeline.recipes.recipe_table``).
+every result (config -> val macro MAP, minutes), sorted by val MAP, and with ``--docs``
+writes it into docs/training-on-a-cpu.md between the ``recipes:start`` / ``recipes:end``
+markers. The table is made from the result files only (``uwe.pipeline.recipes.recipe_table``).
 
     python scripts/recipe_search.py --list
     UWE_THREADS=1 python scripts/recipe_search.py --run k3_b128_mean_lr1e-4_s150
-    python scripts/recipe_search.py --table --readme
+    python scripts/recipe_search.py --table --docs
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--run", default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--table", action="store_true")
-    ap.add_argument("--readme", action="store_true")
+    ap.add_argument("--docs", action="store_true",
+                    help="with --table: write the table into docs/training-on-a-cpu.md")
     args = ap.parse_args()
     root = Path(args.root)
     defaults, runs = load_recipes(root / args.recipes)
@@ -50,15 +51,15 @@ def main() -> None:
             print(name, over)
         return
     if args.table:
-        from uwe.pipeline.recipes import RECIPES_END, RECIPES_START, recipe_table
+        from uwe.pipeline.recipes import RECIPE_PAGE, RECIPES_END, RECIPES_START, recipe_table
         from uwe.pipeline.reporting import replace_between_markers
 
         table = recipe_table(root / OUT)
         print(table)
-        if args.readme:
-            readme = root / "README.md"
-            readme.write_text(replace_between_markers(readme.read_text(), table, RECIPES_START,
-                                                      RECIPES_END))
+        if args.docs:
+            page = root / RECIPE_PAGE
+            page.write_text(replace_between_markers(page.read_text(), table, RECIPES_START,
+                                                    RECIPES_END))
         return
     if args.run not in runs:
         sys.exit(f"recipe_search: unknown run {args.run!r} in {args.recipes}; "
@@ -90,7 +91,7 @@ def main() -> None:
     seed_everything(params.seed)
     t0 = time.perf_counter()
     if untuned:  # the backbone as it is, scored with cfg.scorer: the reference row
-        from uwe.infer.model import UWEModel
+        from uwe.model.uwe_model import UWEModel
         from uwe.train.validation import load_val_sets, validate
 
         model = UWEModel.from_backbone(cfg.backbone, cfg.scorer, cfg.attention_temperature,
@@ -105,7 +106,7 @@ def main() -> None:
             summary = train(cfg, seed=params.seed, data_root=root / params.curate.out_dir,
                             out_dir=Path(tmp) / "model", checkpoint_dir=Path(tmp) / "ckpt",
                             resume=False, progress=False)
-            from uwe.infer.model import load
+            from uwe.model.uwe_model import load
 
             softness = model_softness(load(Path(tmp) / "model", device="cpu"),
                                       root / params.curate.out_dir, cfg.val_max_queries)

@@ -7,7 +7,8 @@ saved weights, the training summary's loss, val MAP, and the (capped) heldout an
 macro MAP with every task's MAP. Run it before and after a change; identical output is the
 evidence that the committed stage results still stand (then ``dvc commit`` records the new code
 hashes instead of re-running hours of training). Any difference prints, and the exit is 1 when
-``--against`` names an earlier output that differs.
+``--against`` names an earlier output that differs (each differing value is printed: path,
+before, after).
 
     python scripts/same_results.py --runs reference scorer_maxsim --out before.json
     (change the code)
@@ -77,6 +78,17 @@ def _maps(res: dict) -> dict:
     return {"macro_map": None if macro is None else round(float(macro), 6), "tasks": per_task}
 
 
+def differences(a, b, path: str = "") -> list[tuple[str, object, object]]:
+    """``(path, before, after)`` of every leaf that differs between two fingerprints."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [(path, a, b)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=".")
@@ -97,8 +109,12 @@ def main() -> None:
     print(f"fingerprint of {args.runs} written to {args.out}", file=sys.stderr)
     if args.against is not None:
         before = json.loads(args.against.read_text())
-        if before != out:
-            print(f"DIFFERENT from {args.against}", file=sys.stderr)
+        diffs = differences(before, out)
+        for path, a, b in diffs:
+            delta = f" ({b - a:+.2e})" if isinstance(a, float) and isinstance(b, float) else ""
+            print(f"{path}: {a} -> {b}{delta}", file=sys.stderr)
+        if diffs:
+            print(f"DIFFERENT from {args.against} in {len(diffs)} value(s)", file=sys.stderr)
             sys.exit(1)
         print(f"identical to {args.against}", file=sys.stderr)
 

@@ -4,7 +4,7 @@ Over the (query, positive) pairs of the heldout val splits (``--max-pairs`` per 
 temperature the mean largest attention weight, the mean entropy (nats) and the entropy as a
 fraction of log Lt, macro-averaged over the tasks; ``--json`` writes the report. The grid of the
 ablations' attention sweep and the range ``train.attention_temperature`` is chosen from come from
-this table (README "The scorer's fair test").
+this table (docs/analyses.md, "The scorer's fair test").
 
     python scripts/softness.py                          # the untuned train.backbone, raw logits
     python scripts/softness.py --attention cosine --temperatures 0.01 0.03 0.1 0.3 1
@@ -32,8 +32,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from uwe.bench.softness import softness_report
-    from uwe.core.encoder import TokenEncoder
     from uwe.io import write_json
+    from uwe.model.encoder import TokenEncoder
     from uwe.runtime import setup
     from uwe.train.validation import load_val_sets
 
@@ -42,7 +42,7 @@ def main() -> None:
         encoder = TokenEncoder.from_pretrained(params.train.backbone,
                                                max_length=params.train.max_length)
     else:
-        from uwe.infer.model import load
+        from uwe.model.uwe_model import load
 
         encoder = load(args.model, device="cpu").encoder
     temps = args.temperatures or (COSINE_GRID if args.attention == "cosine" else RAW_GRID)

@@ -36,7 +36,7 @@ def make_tiny_backbone(folder: Path, layers: int = 1) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from uwe.pretrained import resolve_model
+    from uwe.model.pretrained import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import torch
 from uwe.bench.evaluation import evaluate_dataset
 from uwe.data.dataset import RankingDataset
 from uwe.infer.ann import TwoStageIndex, TwoStageModel, pack_index
-from uwe.infer.model import UWEModel
+from uwe.model.uwe_model import UWEModel
 
 WORDS = (
     "data analysis python team manage bake bread truck drive patient care nurse sql "

@@ -1,6 +1,6 @@
 """Bad input, case by case: every one gives the right result or one clear line on stderr and
-exit status 2, never a traceback or a silently wrong answer (README, "When something is
-wrong"). The table holds the command-line cases; the cases that need several steps follow it."""
+exit status 2, never a traceback or a silently wrong answer (docs/using-uwe.md, "When something
+is wrong"). The table holds the command-line cases; the cases that need several steps follow it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 from uwe import cli
 from uwe.data.curation import write_dataset
 from uwe.data.dataset import RankingDataset
-from uwe.infer.model import UWEModel, save
+from uwe.model.uwe_model import UWEModel, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]
 TARGETS = ["python programming", "bake bread", "drive a truck", "care for patients",
@@ -289,6 +289,8 @@ CASES = {
         r"skills\.csv: row 2 has 2 fields, row 1 has 1 \(an unquoted ',' inside a target\?"),
     "evaluate --task ''": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", "",
                                             "--root", r), r"--task '' names no task"),
+    "rank --task ''": (lambda t, r, m: ("rank", "--model", "bm25", "--task", "", "--root", r,
+                                        "x"), r"--task is empty: give a task name"),
     "evaluate --task ','": (lambda t, r, m: ("evaluate", "--model", "bm25", "--task", ",",
                                              "--root", r), r"names no task"),
     "truncated task file": (_truncated_task, r"queries\.parquet: not a readable parquet file"
@@ -380,7 +382,7 @@ def test_device_cuda_without_a_gpu(run, root):
 def test_non_finite_scores_are_never_ranked(run, root, monkeypatch):
     import numpy as np
 
-    from uwe.bench.baselines import BM25Baseline
+    from uwe.model.baselines import BM25Baseline
 
     def nan_scores(self, queries, index):
         out = np.zeros((len(queries), len(TARGETS)), dtype=np.float32)
@@ -510,6 +512,37 @@ def test_train_script_refusing_a_checkpoint_is_one_line(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("train.py: error: checkpoint models/uwe_ckpt/last is unreadable")
+
+
+def test_the_notebook_and_the_script_share_one_training_entry(tmp_path, monkeypatch):
+    """notebooks/02_train.ipynb calls train_main_model as scripts/train.py does: resume "auto"
+    by default, and a run stopped by a signal raises (the notebook fails) instead of writing
+    metrics/train.json as if it had finished."""
+    import json as json_lib
+
+    from uwe.config import load_params
+    from uwe.train import loop as training
+
+    repo = Path(__file__).resolve().parents[1]
+    nb = json_lib.loads((repo / "notebooks" / "02_train.ipynb").read_text(encoding="utf-8"))
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "train_main_model(P, ROOT, resume=resume)" in code and 'resume = "auto"' in code
+    params = load_params(repo / "params.yaml", profile="smoke")
+    calls = []
+
+    def fake(cfg, **kw):
+        calls.append(kw["resume"])
+        return {"stopped": stopped, "steps_done": 2, "steps": 4, "out_dir": "x", "best_step": 2}
+
+    monkeypatch.setattr(training, "train", fake)
+    stopped = "signal"
+    with pytest.raises(training.TrainingStopped, match="step 2 of 4"):
+        training.train_main_model(params, tmp_path)
+    assert not (tmp_path / "metrics" / "train.json").exists()
+    stopped = None
+    training.train_main_model(params, tmp_path)
+    written = json_lib.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert written["steps_done"] == 2 and "out_dir" not in written and calls == ["auto", "auto"]
 
 
 def test_stdin_that_is_not_utf8_is_one_line(run, root, monkeypatch):

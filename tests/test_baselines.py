@@ -9,14 +9,14 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-from uwe.bench.baselines import (
+from uwe.model.baselines import (
     BM25Baseline,
     EmbeddingBaseline,
     TfidfCharBaseline,
     make_model,
-    model_slug,
     word_tokenize,
 )
+from uwe.model.registry import model_slug
 
 TARGETS = [
     "manage software development projects",

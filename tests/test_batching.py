@@ -171,3 +171,17 @@ def test_sentence_pairs_only_with_partners_that_fit_max_tokens():
     long_only = sampler(df.iloc[-1:], batch_size=1, pair_prob=1.0, token_length=word_count,
                         pair_max_tokens=10)
     assert long_only.sample().right_ids == [(0,)]  # no partner fits: left alone
+
+
+def test_adjacency_and_edge_keys_are_the_graph_read_only():
+    """What the hard-negative miner reads instead of the sampler's private fields."""
+    df = random_graph()
+    s = sampler(df)
+    offsets, neighbours = s.adjacency()
+    got = {(s.left_texts[k], s.right_texts[j]) for k in range(s.n_left)
+           for j in neighbours[offsets[k]:offsets[k + 1]]}
+    assert got == edge_set(df) and len(s.edge_keys) == s.n_edges == len(got)
+    assert np.all(np.diff(s.edge_keys) > 0)
+    for arr in (offsets, neighbours, s.edge_keys):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 0

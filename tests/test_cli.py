@@ -16,7 +16,7 @@ from uwe.bench.evaluation import evaluate
 from uwe.data.curation import write_dataset
 from uwe.data.dataset import RankingDataset
 from uwe.infer.index_cache import FORMAT_VERSION
-from uwe.infer.model import UWEModel, load, save
+from uwe.model.uwe_model import UWEModel, load, save
 
 QUERIES = ["data scientist", "baker", "truck driver", "nurse", "software developer"]
 TARGETS = [
@@ -270,7 +270,7 @@ def test_help_exits_0(run):
 
 
 def test_embedding_baseline_matrix_is_cached_and_lexical_is_not(run, tmp_path, monkeypatch):
-    from uwe.bench.baselines import BM25Baseline, EmbeddingBaseline
+    from uwe.model.baselines import BM25Baseline, EmbeddingBaseline
 
     calls = []
     for cls in (EmbeddingBaseline, BM25Baseline):
@@ -425,7 +425,9 @@ def test_index_hit_does_not_load_the_model(run, uwe_dir, root, monkeypatch):
     argv = ("index", "--model", uwe_dir, "--device", "cpu", "--task", "job2skill", "--root", root)
     rc, out, _ = run(*argv)
     assert rc == 0 and out.strip().endswith("miss)")
-    monkeypatch.setattr(cli, "load", lambda *a, **k: pytest.fail("model loaded"))
+    from uwe.infer import loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     rc, out2, _ = run(*argv)
     assert rc == 0 and out2.split(" (")[0] == out.split(" (")[0] and out2.strip().endswith("hit)")
 
@@ -469,14 +471,10 @@ def test_engine_choice(run, uwe_dir, root, tmp_path):
 
 
 def test_cli_copies_stay_in_sync():
-    from uwe.bench.baselines import model_slug
     from uwe.data import tasks
     from uwe.infer import ranker
-    from uwe.infer.index_cache import entry_slug
 
     assert ranker.TASK_FAMILIES == tasks.FAMILIES and ranker.TASK_SPLITS == tasks.SPLITS
-    for name in ("all-MiniLM-L6-v2", "sentence-transformers/x y", "models/uwe/", "a\\b:c"):
-        assert entry_slug(name) == model_slug(name)
 
 
 def test_threads(monkeypatch):
@@ -496,3 +494,112 @@ def test_threads(monkeypatch):
     args = parser.parse_args(["info", "m"])
     runtime.configure_threads(args)
     assert args.threads == 1  # load 9 on 4 CPUs
+
+
+# -- the library API behind the commands (uwe.infer.ranker) ------------------------------------
+def _cli_json(run, *argv):
+    rc, out, err = run(*argv, "--format", "json")
+    assert rc == 0, err
+    return [[(x["target"], x["score"]) for x in r["results"]] for r in json.loads(out)]
+
+
+def _api_rows(ranking):
+    return [[(t, round(s, 6)) for t, s in ranking.top(i)] for i in range(len(ranking.queries))]
+
+
+def test_the_ranker_api_ranks_a_targets_file_as_the_cli_does(run, tmp_path):
+    from uwe.infer.index_cache import targets_sha256
+    from uwe.infer.ranker import Ranker, RankerOptions, TargetSource
+
+    path = tmp_path / "skills.txt"
+    path.write_text("\n".join(TARGETS) + "\n", encoding="utf-8")
+    queries = ["bread", "drive a truck", "first aid for patients", "zzzz"]
+    cli_rows = _cli_json(run, "rank", "--model", "bm25", "--targets", path, "--top-k", "3",
+                         *queries)
+    ranker = Ranker(RankerOptions(model="bm25", cache_dir=tmp_path / "api-cache"))
+    ranking = ranker.rank(queries, TargetSource(file=path), top_k=3)
+    assert ranking.queries == queries and ranking.targets == TARGETS
+    assert _api_rows(ranking) == cli_rows
+    assert [len(ids) for ids, _ in ranking.results] == [3] * len(queries)
+    assert [t for t, _ in ranking.top(0)][0] == "bake bread"
+    assert [t for t, _ in ranking.top(1)][0] == "drive a truck"
+    assert len(ranking.warnings) == 1 and ranking.warnings[0].startswith("query 4 ('zzzz')")
+    same = ranker.rank(queries, list(TARGETS), top_k=3)  # a list of texts is a source too
+    assert _api_rows(same) == cli_rows
+    assert ranker.targets(TargetSource(file=path)) == (TARGETS, targets_sha256(TARGETS))
+    assert len(ranker.rank(["x"], TargetSource(file=path), top_k=100).top(0)) == len(TARGETS)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_the_ranker_api_ranks_a_task_as_the_cli_does(run, uwe_dir, root, tmp_path, engine):
+    from uwe.infer.ranker import Ranker, RankerOptions, TargetSource
+
+    cli_rows = _cli_json(run, *rank_args(uwe_dir, root, "--engine", engine, "--top-k", "4",
+                                         *QUERIES))
+    options = RankerOptions(model=uwe_dir, root=root, device="cpu", engine=engine,
+                            cache_dir=tmp_path / "api-cache")
+    ranking = Ranker(options).rank(QUERIES, TargetSource(task="job2skill"), top_k=4)
+    assert _api_rows(ranking) == cli_rows and ranking.warnings == []
+
+
+def test_a_target_source_is_a_task_or_a_file(root):
+    from uwe.errors import CLIError, InputError
+    from uwe.infer.ranker import TargetSource
+
+    with pytest.raises(CLIError, match=r"a curated task or a targets file, not both") as both:
+        TargetSource(task="job2skill", file="skills.txt")
+    with pytest.raises(CLIError, match=r"needs a curated task \(task=") as neither:
+        TargetSource()
+    assert "\n" not in str(both.value) + str(neither.value)
+    with pytest.raises(InputError, match=r"unknown --family 'heldot' \(did you mean 'heldout'"):
+        TargetSource(task="job2skill", family="heldot")
+    assert TargetSource(file="skills.txt", family="heldot").file == "skills.txt"  # not a task
+
+
+def test_ranker_options_are_checked(tmp_path):
+    from uwe.errors import InputError
+    from uwe.infer.ranker import Ranker, RankerOptions, TargetSource
+
+    with pytest.raises(InputError, match=r"unknown engine 'nunpy' \(did you mean 'numpy'"):
+        RankerOptions(model="bm25", engine="nunpy")
+    with pytest.raises(InputError, match=r"batch_size must be a whole number >= 1, got 0"):
+        RankerOptions(model="bm25", batch_size=0)
+    with pytest.raises(InputError, match=r"unknown target layout"):
+        RankerOptions(model="bm25", target_layout="bf16")
+    ranker = Ranker(RankerOptions(model="bm25", cache_dir=tmp_path))
+    path = tmp_path / "t.txt"
+    path.write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"top_k must be >= 1, got 0"):
+        ranker.rank(["a"], TargetSource(file=path), top_k=0)
+    with pytest.raises(InputError, match=r"a list of query texts, not one string"):
+        ranker.rank("a", TargetSource(file=path))
+
+
+def test_the_ranker_api_indexes_and_evaluates(uwe_dir, root, tmp_path, monkeypatch):
+    from uwe.infer import loader
+    from uwe.infer.index_cache import CachedIndexModel
+    from uwe.infer.ranker import Ranker, RankerOptions, TargetSource
+
+    calls = []
+    real_load = loader.load_model
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    options = RankerOptions(model=uwe_dir, root=root, device="cpu", cache_dir=tmp_path / "c")
+    ranker = Ranker(options)
+    first = ranker.index(TargetSource(task="job2skill"))
+    assert first.status == "miss" and first.path.is_file() and first.n_targets == len(TARGETS)
+    assert ranker.model() is ranker.model() and len(calls) == 1  # loaded once
+    again = Ranker(options).index(TargetSource(task="job2skill"))
+    assert (again.path, again.status) == (first.path, "hit") and len(calls) == 1  # not loaded
+    scored = ranker.scoring_model()
+    assert isinstance(scored, CachedIndexModel) and scored.model is ranker.model()
+    uncached = Ranker(RankerOptions(model=uwe_dir, device="cpu", use_cache=False))
+    assert not isinstance(uncached.scoring_model(), CachedIndexModel)
+    assert ranker.check_tasks("all") is None
+    assert ranker.check_tasks(" job2skill, ") == ["job2skill"]
+    with pytest.raises(ValueError, match=r"unknown task 'job2skil'"):
+        ranker.check_tasks("job2skill,job2skil")
+    res = evaluate(scored, "heldout", tasks=["job2skill"], root=root, progress=False)
+    ref = evaluate(load(uwe_dir, device="cpu"), "heldout", tasks=["job2skill"], root=root,
+                   progress=False)
+    assert res["tasks"]["job2skill"]["map"] == pytest.approx(ref["tasks"]["job2skill"]["map"],
+                                                             abs=1e-12)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from uwe import pretrained as encoders
-from uwe.pretrained import SentenceEncoder, find_model_dir, resolve_device, resolve_model
+from uwe.model import pretrained as encoders
+from uwe.model.pretrained import SentenceEncoder, find_model_dir, resolve_device, resolve_model
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from uwe.bench import evaluation
-from uwe.bench.baselines import TfidfCharBaseline
 from uwe.bench.evaluation import (
     evaluate,
     evaluate_dataset,
@@ -17,9 +16,10 @@ from uwe.bench.evaluation import (
     summarize,
     write_results,
 )
-from uwe.bench.metrics import mean_ci, ranking_metrics, ranking_metrics_per_query
+from uwe.core.metrics import mean_ci, ranking_metrics, ranking_metrics_per_query
 from uwe.data.dataset import RankingDataset
 from uwe.data.tasks import TASK_GROUPS, macro_average
+from uwe.model.baselines import TfidfCharBaseline
 
 SKILLS = [
     "python",

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from test_training import read_log, run, tiny_cfg, write_tiny_curated
 
 from uwe.core.batching import GraphSampler
-from uwe.core.encoder import TokenEncoder
+from uwe.model.encoder import TokenEncoder
 from uwe.train import loop as training
 from uwe.train.frozen import (
     BottomCache,
@@ -169,7 +169,7 @@ def test_evaluation_through_the_cached_bottom_scores_as_the_full_model(setup, tm
     """A model trained with frozen_layers=2 scored through the backbone's cached bottom
     (uwe.train.frozen.use_cached_bottom, the analyses' evaluation) equals its full forward; a model
     whose bottom differs from the backbone's is left alone."""
-    from uwe.infer.model import load
+    from uwe.model.uwe_model import load
     from uwe.pipeline.analyses import evaluation_bottom, frozen_layers_of
 
     backbone, root = setup

@@ -94,3 +94,33 @@ def test_a_killed_writers_temp_file_is_swept_by_the_next_write(tmp_path):
     assert path.read_bytes() == b"new"
     assert sorted(tmp_path.glob(".entry.safetensors.*")) == [live]
     assert sweep_stale_temps(path) == []
+
+
+def test_replace_dir_swaps_and_never_loses_the_old_folder(tmp_path, monkeypatch):
+    import os
+
+    from uwe import io
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    new = io.make_temp_dir(dest)
+    (new / "new.txt").write_text("new")
+    assert io.replace_dir(new, dest) == dest
+    assert sorted(p.name for p in dest.iterdir()) == ["new.txt"] and not new.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing left beside it
+
+    # the rename into place fails: the old folder is back where it was, nothing else is left
+    failing = io.make_temp_dir(dest)
+    real = os.replace
+
+    def replace(src, dst):
+        if os.fspath(src) == os.fspath(failing):
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        io.replace_dir(failing, dest)
+    assert (dest / "new.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", failing.name])

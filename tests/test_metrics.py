@@ -1,4 +1,4 @@
-"""Tests for uwe.bench.metrics: hand-computed cases, ranx and a plain-Python reference."""
+"""Tests for uwe.core.metrics: hand-computed cases, ranx and a plain-Python reference."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-import uwe.bench.metrics
-from uwe.bench.metrics import MetricAccumulator, mean_ci, ranking_metrics, ranking_metrics_per_query
+import uwe.core.metrics
+from uwe.core.metrics import MetricAccumulator, mean_ci, ranking_metrics, ranking_metrics_per_query
 
 ALL = ("map", "mrr", "rp@1", "rp@3", "rp@10", "recall@3", "recall@10", "hit@1", "hit@3",
        "ndcg@3", "ndcg@10", "ndcg")
@@ -108,7 +108,7 @@ def test_perfect_and_worst_ranking():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_against_plain_reference(seed, tied, monkeypatch):
     scores, positives = random_task(seed, tied=tied)
-    monkeypatch.setattr(uwe.bench.metrics, "_TIE_BLOCK", 3)  # exercise several tie blocks
+    monkeypatch.setattr(uwe.core.metrics, "_TIE_BLOCK", 3)  # exercise several tie blocks
     pq = ranking_metrics_per_query(scores, positives, ALL)
     for name in ALL:
         np.testing.assert_allclose(pq[name], reference_per_query(scores, positives, name),

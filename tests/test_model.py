@@ -1,4 +1,5 @@
-"""uwe.infer.model on a tiny random BERT: caching, batching and padding invariance, save/load."""
+"""uwe.model.uwe_model on a tiny random BERT: caching, batching and padding invariance,
+save/load."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from uwe.core import encoder as encoder_lib
-from uwe.core.encoder import TokenEncoder
 from uwe.core.scoring import SCORERS, get_scorer
-from uwe.infer import model as model_lib
-from uwe.infer.model import UWEModel, load, save
+from uwe.model import encoder as encoder_lib
+from uwe.model import uwe_model as model_lib
+from uwe.model.encoder import TokenEncoder
+from uwe.model.uwe_model import UWEModel, load, save
 
 QUERIES = ["python programming", "manage a team of engineers", "sql", "bake bread",
            "data analysis with spreadsheets and dashboards for finance", "drive a truck", "x"]
@@ -199,7 +200,7 @@ def test_merged_buckets_hold_one_length_each_and_every_text_once(model, cache_mb
 def test_pooled_target_path_masks_padding(model, scorer):
     """mean / sli_mean_target score padded buckets with one product against the index's pooled
     targets (TargetIndex.pooled); padded positions, even NaN, never count."""
-    from uwe.infer.model import Bucket, TargetIndex
+    from uwe.model.uwe_model import Bucket, TargetIndex
 
     torch.manual_seed(0)
     emb = torch.randn(3, 4, 8)

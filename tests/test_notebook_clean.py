@@ -22,7 +22,11 @@ def _notebook(root, home):
                  {"output_type": "stream", "name": "stderr", "text": [bar[1], bar[2] + "\n"]},
                  {"output_type": "stream", "name": "stdout",
                   "text": [f"model written to {root}/models/x/seed0 (best step 4)\n",
-                           f"cache {home}/.cache/uwe/frozen, {root}_other stays\n"]},
+                           f"cache {home}/.cache/uwe/frozen, {root}_other stays\n",
+                           "2026-12-06 07:18:27,601 INFO uwe.bench.evaluation: MAP 85.6 "
+                           "(119.2 s)\n"]},
+                 {"output_type": "stream", "name": "stdout",
+                  "text": ["2026-12-06 07:18:28,000 WARNING uwe.bench.latency: no ratio\n"]},
                  {"output_type": "execute_result", "execution_count": 1, "metadata": {},
                   "data": {"text/plain": [f"PosixPath('{root}/metrics/a.json')"]}}]},
             {"cell_type": "markdown", "source": ["# title"], "metadata": {}}],
@@ -31,7 +35,7 @@ def _notebook(root, home):
         "nbformat": 4, "nbformat_minor": 5}
 
 
-def test_clean_keeps_results_and_drops_bars_paths_and_times(tmp_path):
+def test_clean_keeps_results_and_drops_bars_logs_paths_and_times(tmp_path):
     root, home = "/somewhere/repo", "/home/someone"
     path = tmp_path / "run.ipynb"
     path.write_text(json.dumps(_notebook(root, home)))
@@ -41,11 +45,12 @@ def test_clean_keeps_results_and_drops_bars_paths_and_times(tmp_path):
     assert cell["metadata"] == {"papermill": {"status": "completed"}}
     assert nb["metadata"]["papermill"] == {"parameters": {"run": "sj"}}
     streams = [o for o in cell["outputs"] if o["output_type"] == "stream"]
-    assert [o["name"] for o in streams] == ["stderr", "stdout"]  # the bar's outputs merged
-    assert "".join(streams[0]["text"]) == "train:  100%|#| 100/100 [00:00<00:00]\n"
-    out = "".join(streams[1]["text"])
+    assert [o["name"] for o in streams] == ["stdout"]  # stderr (the bar) gone, stdout merged
+    out = "".join(streams[0]["text"])
     assert "model written to ./models/x/seed0" in out and "~/.cache/uwe/frozen" in out
     assert f"{root}_other stays" in out  # another folder that starts like the root
+    assert "INFO" not in out and "119.2 s" not in out  # a progress record and its seconds
+    assert out.endswith("WARNING uwe.bench.latency: no ratio\n")  # kept, without its time
     assert cell["outputs"][-1]["data"]["text/plain"] == ["PosixPath('./metrics/a.json')"]
     before = path.read_bytes()
     assert notebooks.clean_notebook(path, root, home) is False  # idempotent

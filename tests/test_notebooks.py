@@ -94,6 +94,35 @@ def test_curate_notebook_writes_tasks_graphs_and_a_clean_audit(curated_root):
     assert 0 < len(ds.queries) <= 40 and len(ds.targets) < 13_939  # capped (smoke profile)
 
 
+def test_an_executed_notebook_is_the_same_bytes_when_its_stage_runs_again(curated_root):
+    """The executed copy is a committed result: cleaned (uwe.pipeline.notebooks, the last step
+    of every stage's command), a second run of an unchanged stage writes the same bytes -- no
+    progress bar, log time, duration, absolute path or papermill timestamp survives -- while
+    the results it displays do."""
+    from uwe.pipeline.notebooks import clean_notebook
+
+    runs = []
+    for _ in range(2):
+        out = run_notebook("03_evaluate", curated_root, tag="twice", model="bm25", name="bm25")
+        clean_notebook(out, curated_root)
+        runs.append(out.read_bytes())
+    assert runs[0] == runs[1]
+    text = runs[0].decode("utf-8")
+    nb = json.loads(text)
+    shown = "".join("".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", ""))
+                    for c in nb["cells"] for o in c.get("outputs", []))
+    assert "job2skill" in shown and "MAP" in shown  # the results table is there
+    assert str(curated_root) not in shown and "it/s" not in shown and " INFO " not in shown
+    assert "start_time" not in text and "duration" not in text
+    # it opens with what the run found (the last cell's text, in the first output)
+    from uwe.pipeline.findings import PENDING
+
+    first = next(o for c in nb["cells"] for o in c.get("outputs", []))
+    opening = "".join(first["data"]["text/markdown"])
+    assert opening.startswith("**What this run found.** `bm25` — full: macro MAP ")
+    assert PENDING not in text
+
+
 def test_evaluate_notebook_scores_a_baseline(curated_root):
     run_notebook("03_evaluate", curated_root, model="tfidf_char", name="tfidf_char")
     zeroshot = json.loads(
@@ -115,7 +144,7 @@ def trained_root(curated_root):
 
 
 def test_train_notebook_saves_a_loadable_model_and_a_curve(trained_root):
-    from uwe.infer.model import load
+    from uwe.model.uwe_model import load
 
     folder = trained_root / "models" / "uwe"
     assert (folder / "model.safetensors").is_file() and (folder / "uwe_config.json").is_file()
@@ -270,3 +299,24 @@ def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
     assert "profile `smoke`" in section
     assert readme.split("<!-- results:start -->")[0] == (REPO / "README.md").read_text().split(
         "<!-- results:start -->")[0]
+
+
+def test_the_walkthrough_tells_each_claim_from_the_committed_results(analysed_root):
+    """notebooks/05_paper.ipynb (stage `paper`), run after the figures: every claim of
+    metrics/claims.json with its verdict, in the paper's order, the figures inline."""
+    from uwe.pipeline.notebooks import clean_notebook
+
+    out = run_notebook("05_paper", analysed_root, tag="paper")
+    clean_notebook(out, analysed_root)
+    nb = json.loads(out.read_text())
+    shown = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    text = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in shown)
+    claims = json.loads((analysed_root / "metrics" / "claims.json").read_text())
+    titles = [claims["claims"][c]["claim"] for c in claims["order"]]
+    positions = [text.find(f"**{t}.**") for t in titles]
+    assert all(p >= 0 for p in positions), titles
+    for c in claims["order"]:
+        assert f"**{claims['claims'][c]['verdict']}**" in text
+    assert text.index("WorkBench") < text.index("The tasks share structure") < text.index(
+        "Unseen target spaces")
+    assert sum("image/png" in o.get("data", {}) for o in shown) >= 5  # the figures inline

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from uwe import cli  # noqa: E402
 from uwe.bench import latency  # noqa: E402
 from uwe.infer import ort  # noqa: E402
-from uwe.infer.model import UWEModel, save  # noqa: E402
+from uwe.model.uwe_model import UWEModel, save  # noqa: E402
 
 TEXTS = ["data scientist", "registered nurse for intensive care", "bake bread", "python",
          "operate a forklift truck in a warehouse", "sql", "care for patients",
@@ -47,7 +47,7 @@ def test_token_embeddings_equal_the_torch_backbone_on_real_weights():
     """all-MiniLM-L6-v2's real weights: the largest difference of a token embedding between
     ONNX Runtime and torch on these texts is a few 1e-6 (measured 2.3e-6, and 1.8e-6 for the
     trained models/uwe; bound 2e-5)."""
-    from uwe.pretrained import resolve_model
+    from uwe.model.pretrained import resolve_model
 
     folder = resolve_model("all-MiniLM-L6-v2")
     model = ort.OrtModel(folder, "mean", max_length=64, threads=1)
@@ -65,11 +65,11 @@ def test_sentence_embeddings_equal_sentence_transformers():
     embeddings of ``SentenceTransformer.encode`` (all-MiniLM-L6-v2, real weights) up to float
     rounding, text order kept across length groups, an empty text and a truncated one included
     (measured: 2.1e-7 here, 1.3e-6 for all-mpnet-base-v2 on 803 ESCO skills)."""
-    from uwe.bench.baselines import make_model
+    from uwe.infer.loader import load_model
 
     texts = TEXTS + ["", "word " * 400]
-    ref = make_model("all-MiniLM-L6-v2", engine="torch", progress=False).encoder.encode(texts)
-    onnx = make_model("all-MiniLM-L6-v2", engine="onnx", progress=False, text_cache_mb=16)
+    ref = load_model("all-MiniLM-L6-v2", engine="torch", progress=False).encoder.encode(texts)
+    onnx = load_model("all-MiniLM-L6-v2", engine="onnx", progress=False, text_cache_mb=16)
     assert onnx.encoder.engine == "onnx" and onnx.encoder.model is None
     ours = onnx.encoder.encode(texts + texts[:3])  # the text cache answers the repeats
     assert ours.shape == (len(texts) + 3, ref.shape[1]) and ours.dtype == np.float32
@@ -77,7 +77,7 @@ def test_sentence_embeddings_equal_sentence_transformers():
     np.testing.assert_array_equal(ours[len(texts):], ours[:3])
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="engine 'tensorrt'"):
-        make_model("all-MiniLM-L6-v2", engine="tensorrt")
+        load_model("all-MiniLM-L6-v2", engine="tensorrt")
 
 
 @pytest.mark.parametrize("scorer", ["sli", "mean", "sli_mean_target"])

@@ -10,8 +10,7 @@ import torch
 from test_training import run, tiny_cfg, write_tiny_curated
 
 from uwe import precision as prec
-from uwe.core import step
-from uwe.train import distributed
+from uwe.train import distributed, step
 from uwe.train import loop as training
 
 CPU = torch.device("cpu")

@@ -16,14 +16,14 @@ TARGETS = ["python programming", "bake bread", "care for patients", "statistics"
 
 
 def _uwe(backbone, scorer):
-    from uwe.infer.model import UWEModel
+    from uwe.model.uwe_model import UWEModel
 
     torch.set_num_threads(1)
     return UWEModel.from_backbone(backbone, scorer, device="cpu", batch_size=4)
 
 
 def _folder(backbone, tmp_path, scorer="sli"):
-    from uwe.infer.model import save
+    from uwe.model.uwe_model import save
 
     return save(_uwe(backbone, scorer), tmp_path / f"uwe-{scorer}")
 
@@ -35,12 +35,14 @@ KINDS = ["bm25", "tfidf_char", "embedding@torch", "embedding@onnx", "uwe sli", "
 
 
 def make(kind: str, backbone: str, tmp_path):
-    from uwe.bench.baselines import make_model
+    from uwe.model.baselines import make_model
 
     if kind in ("bm25", "tfidf_char"):
         return make_model(kind)
-    if kind.startswith("embedding@"):
-        return make_model("all-MiniLM-L6-v2", engine=kind.split("@")[1], progress=False)
+    if kind.startswith("embedding@"):  # the engine is serving's choice (uwe.infer.loader)
+        from uwe.infer.loader import load_model
+
+        return load_model("all-MiniLM-L6-v2", engine=kind.split("@")[1], progress=False)
     if kind.startswith("uwe "):
         return _uwe(backbone, kind.split()[1])
     if kind == "ann two-stage":

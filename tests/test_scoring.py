@@ -196,7 +196,8 @@ def test_pairwise_sli_matches_reference(data):
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("tau", [0.02, 0.1, 0.5])
 def test_sli_dense_equals_masked_sli_on_unpadded_groups(tau, fused):
-    from uwe.infer.dense import sli_dense, unit_and_norm
+    from uwe.core.scoring import unit_and_norm
+    from uwe.infer.dense import sli_dense
     from uwe.infer.kernels import available
 
     if fused and not available():
@@ -245,7 +246,8 @@ def test_every_numpy_sli_path_equals_the_reference(path, tau):
 
 def test_fused_kernel_equals_tensor_path_across_tiles():
     """More targets than one parallel tile, several query tokens, a single query (batch 1)."""
-    from uwe.infer.dense import sli_dense, unit_and_norm
+    from uwe.core.scoring import unit_and_norm
+    from uwe.infer.dense import sli_dense
     from uwe.infer.kernels import TILE, available
 
     if not available():
@@ -280,7 +282,8 @@ def test_serial_kernel_equals_parallel_kernel():
 def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
     """Blocks of several lengths and sizes (one empty) against one query group: each block's
     scores equal sli_dense on it, in order, and do not depend on the number of workers."""
-    from uwe.infer.dense import sli_dense, sli_dense_blocks, unit_and_norm
+    from uwe.core.scoring import unit_and_norm
+    from uwe.infer.dense import sli_dense, sli_dense_blocks
     from uwe.infer.kernels import TILE, available
 
     if fused and not available():
@@ -302,7 +305,8 @@ def test_sli_dense_blocks_equal_one_sli_dense_per_block(fused):
 def test_sli_dense_blocks_leave_numpy_blas_threads_as_they_were():
     from threadpoolctl import threadpool_info
 
-    from uwe.infer.dense import sli_dense_blocks, unit_and_norm
+    from uwe.core.scoring import unit_and_norm
+    from uwe.infer.dense import sli_dense_blocks
     from uwe.infer.kernels import available
 
     if not available():
@@ -358,7 +362,7 @@ def test_fused_kernel_rejects_bad_shapes():
 def test_length_groups_never_mix_lengths_and_respect_batch_size():
     import numpy as np
 
-    from uwe.infer.numpy_engine import length_groups
+    from uwe.core.lengths import length_groups
 
     lengths = np.array([3, 5, 3, 5, 5, 2, 3, 5, 5])
     groups = length_groups(lengths, batch_size=2)

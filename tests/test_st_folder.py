@@ -1,4 +1,4 @@
-"""A saved UWE folder loads exactly in sentence-transformers (uwe.infer.st_folder): the same
+"""A saved UWE folder loads exactly in sentence-transformers (uwe.model.st_folder): the same
 embeddings and scores as uwe's, at UWE's max length, on a tiny random BERT."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from uwe.core.scoring import sli_similarity
-from uwe.infer.model import UWEModel, save
+from uwe.model.uwe_model import UWEModel, save
 
 st = pytest.importorskip("sentence_transformers")
 

@@ -1,4 +1,4 @@
-"""uwe.infer.textcache: a bounded text -> embedding cache, and the encoders that use it."""
+"""uwe.model.textcache: a bounded text -> embedding cache, and the encoders that use it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_model import QUERIES, TARGETS
 
-from uwe.infer.model import UWEModel
-from uwe.infer.textcache import TextCache
+from uwe.model.textcache import TextCache
+from uwe.model.uwe_model import UWEModel
 
 
 def test_missing_deduplicates_and_counts():
@@ -124,7 +124,7 @@ class _FakeST:
 
 
 def test_sentence_encoder_cache_encodes_each_distinct_text_once(monkeypatch):
-    from uwe import pretrained as encoders
+    from uwe.model import pretrained as encoders
 
     fake = _FakeST()
     monkeypatch.setattr(encoders, "load_sentence_transformer", lambda *a, **k: fake)

@@ -20,9 +20,8 @@ import torch
 from safetensors.torch import load_file
 
 from uwe.config import GraphParams, TrainParams
-from uwe.core import step
-from uwe.infer.model import load
-from uwe.train import checkpoint, distributed, frozen
+from uwe.model.uwe_model import load
+from uwe.train import checkpoint, distributed, frozen, step
 from uwe.train import loop as training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -345,7 +344,7 @@ def test_two_process_gloo_training_gathers_the_global_batch(setup, tmp_path):
 
 
 def test_encode_sides_equals_encoding_each_side_alone(setup):
-    from uwe.core.encoder import TokenEncoder
+    from uwe.model.encoder import TokenEncoder
 
     backbone, _ = setup
     enc = TokenEncoder.from_pretrained(backbone, max_length=8).eval()

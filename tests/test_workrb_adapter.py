@@ -10,7 +10,7 @@ import torch
 
 from uwe.bench.evaluation import evaluate_dataset
 from uwe.data.dataset import RankingDataset
-from uwe.infer.model import UWEModel
+from uwe.model.uwe_model import UWEModel
 
 QUERIES = [
     "data scientist",
@@ -82,3 +82,22 @@ def test_workrb_evaluate_equals_uwe_evaluation(model, tmp_path):
         QUERIES, TARGETS, task.query_input_type, task.target_input_type
     )
     np.testing.assert_array_equal(matrix.numpy(), scores)
+
+
+def test_a_spec_is_loaded_through_the_ranker_api(monkeypatch):
+    pytest.importorskip("workrb")
+    from uwe.infer.ranker import Ranker
+    from uwe.model.baselines import BM25Baseline
+    from uwe.workrb_adapter import as_workrb_model
+
+    seen = []
+    real_model = Ranker.model
+    monkeypatch.setattr(Ranker, "model", lambda self: seen.append(self.options) or real_model(self))
+    adapter = as_workrb_model("bm25", device="cpu", batch_size=7)
+    assert isinstance(adapter.model, BM25Baseline) and adapter.name == "UWE-bm25"
+    assert [(o.model, o.device, o.batch_size, o.engine) for o in seen] == [
+        ("bm25", "cpu", 7, "torch")]
+    scores = adapter.compute_rankings(["bake bread"], ["drive a truck", "bake bread"])
+    assert scores.shape == (1, 2) and scores[0, 1] > scores[0, 0]
+    with pytest.raises(ValueError, match=r"unknown --device 'gpu'"):
+        as_workrb_model("bm25", device="gpu")

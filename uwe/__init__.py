@@ -2,7 +2,7 @@
 
 The public API, imported on first use (``import uwe`` itself loads neither torch nor data):
 
-* :func:`load` (``uwe.infer.model.load``): a trained UWE model folder -> :class:`UWEModel`;
+* :func:`load` (``uwe.infer.loader.load``): a trained UWE model folder -> :class:`UWEModel`;
 * :class:`UWEModel`: ``score(queries, targets)``, ``index_targets`` / ``score_index``, ``rank``;
 * :func:`train` (``uwe.train.loop.train``): train a model from a ``TrainParams`` config;
 * :func:`evaluate` (``uwe.bench.evaluation.evaluate``): WorkBench metrics of any model on a family;
@@ -19,7 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"load": "uwe.infer.model", "UWEModel": "uwe.infer.model", "train": "uwe.train.loop",
+_API = {"load": "uwe.infer.loader", "UWEModel": "uwe.model.uwe_model", "train": "uwe.train.loop",
         "evaluate": "uwe.bench.evaluation", "sli_similarity": "uwe.core.scoring"}
 __all__ = ["UWEModel", "__version__", "evaluate", "load", "sli_similarity", "train"]
 

@@ -6,6 +6,13 @@
     uwe evaluate --model models/uwe --task all --family heldout --out metrics/cli.json
     uwe info models/uwe
 
+The commands parse their arguments, call the ranker's library API and print:
+``rank`` / ``index`` build a :class:`uwe.infer.ranker.RankerOptions` and a
+:class:`~uwe.infer.ranker.TargetSource` from the options (:func:`ranker_options`,
+:func:`target_source`) and call :class:`~uwe.infer.ranker.Ranker`; ``evaluate`` runs
+:func:`uwe.bench.evaluation.evaluate` on ``Ranker.scoring_model()``. Notebooks and the WorkRB
+adapter call the same API (see :mod:`uwe.infer.ranker`).
+
 Target indexes are cached on disk (:mod:`uwe.infer.index_cache`), so a second ``rank`` against the
 same model and target list skips encoding the targets. Expected failures (a bad option value,
 an unknown task, family, split or model name, a missing, damaged or unreadable model, task or
@@ -34,28 +41,19 @@ import os
 import sys
 
 from uwe.errors import CLIError
-from uwe.infer.model_card import describe_model
 from uwe.infer.ranker import (
+    DEFAULT_LAYOUT,
     ENGINES,
-    check_device,
-    check_family_split,
-    fast_engine,
-    indexed,
-    load,
-    load_checked_task,
-    meaningless_rankings,
-    rank_fast,
-    resolve_targets,
-    top_k,
+    LAYOUTS,
+    Ranker,
+    RankerOptions,
+    TargetSource,
 )
+from uwe.model.model_card import describe_model
 from uwe.runtime import configure_logging, configure_threads
 
 EXIT_USAGE = 2
 TABLE_FORMATS = ("table", "json", "csv")
-# the ONNX engine's SLI target layouts (uwe.infer.ort.LAYOUTS; not imported: uwe.infer.ort loads
-# numpy)
-LAYOUTS = ("float32", "fused32", "float16", "int8")
-DEFAULT_LAYOUT = "float16"
 
 logger = logging.getLogger("uwe.cli")
 
@@ -156,79 +154,58 @@ def print_results(res: dict) -> None:
 
 
 # -- commands --------------------------------------------------------------------------------
+def ranker_options(args: argparse.Namespace) -> RankerOptions:
+    """The :class:`~uwe.infer.ranker.RankerOptions` of a ``rank`` / ``index`` / ``evaluate``
+    command line (the options a command lacks keep their defaults)."""
+    return RankerOptions(
+        model=args.model,
+        root=args.root,
+        device=args.device,
+        batch_size=args.batch_size,
+        engine=getattr(args, "engine", "auto"),
+        cache_dir=args.cache_dir,
+        use_cache=not getattr(args, "no_cache", False),
+        threads=args.threads,
+        target_layout=getattr(args, "target_layout", DEFAULT_LAYOUT),
+    )
+
+
+def target_source(args: argparse.Namespace) -> TargetSource:
+    """``--task`` (with ``--family`` / ``--split``) or ``--targets`` as a
+    :class:`~uwe.infer.ranker.TargetSource`."""
+    return TargetSource(task=args.task, file=args.targets, family=args.family, split=args.split)
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
-    targets, sha = resolve_targets(args)
+    ranker = Ranker(ranker_options(args))
+    targets = ranker.targets(target_source(args))
     queries = read_queries(args)
-    if args.top_k < 1:
-        raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
-    k = min(args.top_k, len(targets))
-    fast = fast_engine(args)
-    if fast is not None:
-        ranked = rank_fast(args, *fast, queries, targets, sha, k)
-    else:
-        model, fingerprint = load(args)
-        index, cached = indexed(args, model, fingerprint, targets)
-        logger.info("target index: %s %s", cached.status, cached.path or "")
-        ranked = top_k(model, queries, index, k)
-    for warning in meaningless_rankings(args.model, queries, ranked):
+    ranking = ranker.rank(queries, targets, top_k=args.top_k)
+    for warning in ranking.warnings:
         logger.warning(warning)
-    print_rankings(queries, ranked, targets, args.format)
+    print_rankings(ranking.queries, ranking.results, ranking.targets, args.format)
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    targets, sha = resolve_targets(args)
-    if not args.rebuild:  # a cached UWE index: report it without loading the model
-        from uwe.infer.folder import find_uwe_folder
-        from uwe.infer.index_cache import IndexCache, model_fingerprint
-
-        if find_uwe_folder(args.model) is not None:
-            cache, fingerprint = IndexCache(args.cache_dir), model_fingerprint(args.model)
-            if cache.read_entry(fingerprint, sha, len(targets), "uwe") is not None:
-                print(f"{cache.paths(fingerprint, sha)[0]} ({len(targets)} targets, hit)")
-                return 0
-    model, fingerprint = load(args)
-    _, cached = indexed(args, model, fingerprint, targets, rebuild=args.rebuild)
-    if cached.path is None:
+    report = Ranker(ranker_options(args)).index(target_source(args), rebuild=args.rebuild)
+    if report.path is None:
         print(
             f"{args.model}: lexical index, not cached (rebuilt in well under a second per "
-            f"call); {len(targets)} targets"
+            f"call); {report.n_targets} targets"
         )
     else:
-        print(f"{cached.path} ({len(targets)} targets, {cached.status})")
+        print(f"{report.path} ({report.n_targets} targets, {report.status})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from uwe.bench.evaluation import evaluate, write_results
-    from uwe.infer.index_cache import CachedIndexModel, IndexCache
 
-    names = None
-    check_family_split(args.family, args.split)
-    if args.task != "all":
-        names = [t.strip() for t in args.task.split(",") if t.strip()]
-        if not names:
-            raise CLIError(
-                f"--task {args.task!r} names no task: give a task name, several separated by "
-                f"commas, or 'all'"
-            )
-        for name in names:  # fail before loading the model
-            load_checked_task(name, args.family, args.split, args.root)
-    if args.engine == "onnx":  # the query side in ONNX Runtime; indexes are not cached
-        from uwe.infer.ort import ort_model_for
-
-        check_device(args.device)
-        scored = ort_model_for(args.model, threads=args.threads,
-                               target_layout=args.target_layout)
-    else:
-        model, fingerprint = load(args)
-        scored = (
-            model
-            if args.no_cache
-            else CachedIndexModel(model, fingerprint, IndexCache(args.cache_dir))
-        )
+    ranker = Ranker(ranker_options(args))
+    names = ranker.check_tasks(args.task, args.family, args.split)  # before loading the model
     res = evaluate(
-        scored,
+        ranker.scoring_model(),
         args.family,
         tasks=names,
         split=args.split,

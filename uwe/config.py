@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from uwe.core.names import CACHE_DTYPES, LOSS_NAMES, SCORER_NAMES
+from uwe.constants import CACHE_DTYPES, LOSS_NAMES, SCORER_NAMES
 from uwe.precision import PRECISIONS
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -107,9 +107,9 @@ class EvaluateParams:
     batch_size: int = 128
     query_chunk: int = 1024
     device: str = "auto"
-    # MiB of text -> embedding cache per evaluated model (uwe.infer.textcache); 0 = none
+    # MiB of text -> embedding cache per evaluated model (uwe.model.textcache); 0 = none
     text_cache_mb: float = 0
-    # engine of the sentence-embedding baselines (uwe.pretrained.SentenceEncoder): torch, onnx
+    # engine of the sentence-embedding baselines (uwe.model.pretrained.SentenceEncoder): torch, onnx
     # (ONNX Runtime, CPU) or auto (onnx on the CPU, torch on a GPU); UWE folders run in torch
     engine: str = "torch"
 
@@ -183,7 +183,7 @@ class BudgetsParams:
 class LatencyParams:
     """Per-query latency at batch 1 against a cached target space (stage ``latency``)."""
 
-    # result name (as under metrics/workbench/) -> model spec (uwe.bench.registry.load_model)
+    # result name (as under metrics/workbench/) -> model spec (uwe.model.registry.load_model)
     models: dict[str, str] = field(default_factory=lambda: {"uwe": "models/uwe"})
     task: str = "job2skill"  # whose target space is cached and whose queries are timed
     family: str = "heldout"

@@ -1,5 +1,9 @@
-"""Small file helpers shared by the pipeline: atomic writers for the artifacts it keeps in git
-(JSON, text), temporary folders that become outputs, and file digests.
+"""The package's one home for writing files safely: atomic file writes (:func:`atomic_path`,
+:func:`write_text_atomic`, :func:`write_json`), temporary folders that become outputs
+(:func:`make_temp_dir`) and folder swaps (:func:`replace_dir`), plus file digests and the cache
+root. One failure behaviour everywhere: a write that fails or is interrupted leaves the earlier
+file or folder in place, and its temp file or folder is removed (or, after a SIGKILL, swept by
+the next write of the same file).
 
 Files and folders made through :mod:`tempfile` are private (0600 / 0700) whatever the umask;
 an output renamed into place from one gets the permissions an ordinary ``open`` / ``mkdir``
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +40,28 @@ def make_temp_dir(dest: str | Path, tag: str = "tmp") -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=dest.parent))
     set_default_mode(tmp)
     return tmp
+
+
+def replace_dir(src: str | Path, dest: str | Path) -> Path:
+    """Move folder ``src`` onto ``dest`` (same file system: :func:`make_temp_dir` makes one
+    beside it), replacing an existing ``dest``: the old folder is renamed aside, ``src`` renamed
+    into place, then the old one removed. If that second rename fails the old folder is put
+    back, so ``dest`` is never lost; ``src`` is the caller's to remove."""
+    src, dest = Path(src), Path(dest)
+    aside = None
+    if dest.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, aside / dest.name)
+    try:
+        os.replace(src, dest)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside / dest.name, dest)
+            aside.rmdir()
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return dest
 
 
 def _pid_alive(pid: int) -> bool:

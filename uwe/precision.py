@@ -4,7 +4,7 @@
 * ``bf16``: ``torch.autocast`` with ``torch.bfloat16`` on the run's device (CPU or CUDA). The
   master weights, the gradients and AdamW's state stay float32 (autocast casts a matrix
   product's inputs to bfloat16 and leaves the parameters alone); normalisations, softmax and
-  the loss run in float32 (autocast's own fp32 list, and :func:`uwe.core.step.step_scores`
+  the loss run in float32 (autocast's own fp32 list, and :func:`uwe.train.step.step_scores`
   scores in float32 outside the autocast region).
 * ``auto``: ``bf16`` where the hardware runs bfloat16 matrix products natively, else ``fp32``:
   on CUDA when ``torch.cuda.is_bf16_supported()``; on a CPU that reports AMX tiles or
@@ -12,7 +12,7 @@
   pick its oneDNN kernels). Without those instructions bfloat16 is emulated and slower than
   float32, so ``auto`` keeps float32 there.
 
-Measured with ``scripts/bench_train.py`` (README "Training UWE on a CPU"): on a 2-core Intel
+Measured with ``scripts/bench_train.py`` (``docs/training-on-a-cpu.md``): on a 2-core Intel
 Xeon with AMX and on a 2-core AMD EPYC with AVX512-BF16, a bf16 step of the cpu recipe takes
 about half the time of a float32 step. The precision a run used and the CPU's features are
 written into ``metrics/train.json``, the model's config (model card) and every recipe result,

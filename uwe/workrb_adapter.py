@@ -5,11 +5,12 @@ is imported lazily, so ``import uwe.workrb_adapter`` works without it and the fi
 an ImportError that says what to install.
 
 * :func:`as_workrb_model` -> a ``workrb.models.ModelInterface`` around any model with the
-  harness contract (a :class:`uwe.infer.model.UWEModel`, a baseline, or a spec for
-  :func:`uwe.bench.registry.load_model`). ``compute_rankings(queries, targets, ...)`` returns the
-  ``(n_q, n_t)`` SLI score matrix (``index_targets`` once, then ``score_index``);
-  classification ranks texts against the label texts the same way. WorkRB's input types
-  (job title, skill name, ...) are ignored: UWE is one task-agnostic encoder.
+  harness contract (a :class:`uwe.model.uwe_model.UWEModel`, a baseline, or a model spec,
+  loaded as ``uwe rank`` loads it: :meth:`uwe.infer.ranker.Ranker.model`).
+  ``compute_rankings(queries, targets, ...)`` returns the ``(n_q, n_t)`` SLI score matrix
+  (``index_targets`` once, then ``score_index``); classification ranks texts against the label
+  texts the same way. WorkRB's input types (job title, skill name, ...) are ignored: UWE is
+  one task-agnostic encoder.
 * :func:`workrb_task` / :func:`curated_workrb_task` -> a WorkRB ``RankingTask`` built from local
   data (a :class:`uwe.data.dataset.RankingDataset`, e.g. a curated WorkBench task), so
   ``workrb.evaluate(model, [task], output_folder=...)`` scores it with WorkRB's own metrics.
@@ -17,7 +18,7 @@ an ImportError that says what to install.
   ...) work as well wherever their data can be downloaded.
 
 Metrics agree with :mod:`uwe.bench.evaluation` except on ties: WorkRB ranks with an unstable
-``np.argsort``, :mod:`uwe.bench.metrics` breaks ties by the lower target index.
+``np.argsort``, :mod:`uwe.core.metrics` breaks ties by the lower target index.
 """
 
 from __future__ import annotations
@@ -118,11 +119,14 @@ def as_workrb_model(
     model: Any, name: str | None = None, device: str = "auto", batch_size: int = 128
 ):
     """A WorkRB model around ``model`` (an object with ``index_targets``/``score_index``, or a
-    spec string for :func:`uwe.bench.registry.load_model`)."""
+    model spec, loaded by the ranker's API: :meth:`uwe.infer.ranker.Ranker.model`, the torch
+    model of :func:`uwe.infer.loader.load_model`)."""
     if isinstance(model, str):
-        from uwe.bench.registry import load_model
+        from uwe.infer.ranker import Ranker, RankerOptions
 
-        model = load_model(model, device=device, batch_size=batch_size)
+        options = RankerOptions(model=model, device=device, batch_size=batch_size,
+                                engine="torch", progress=True)
+        model = Ranker(options).model()
     return _model_class()(model, name=name)
 
 

@@ -1,11 +1,11 @@
-"""WorkBench: metrics, the evaluation harness, baselines, latency.
+"""WorkBench: the evaluation harness and latency, for any model.
 
-* :mod:`uwe.bench.metrics`: exact MAP, RP@10, MRR, recall@k, nDCG and macro averages;
 * :mod:`uwe.bench.evaluation`: scoring any model on a task family (the harness);
-* :mod:`uwe.bench.baselines`: BM25, char TF-IDF, the sentence-embedding generalists;
-* :mod:`uwe.bench.registry`: a model spec (folder, baseline name, embedder) -> a model;
-* :mod:`uwe.bench.latency`: per-query latency and throughput.
+* :mod:`uwe.bench.protocol`: the Ranker protocol every model keeps;
+* :mod:`uwe.bench.latency`: per-query latency and throughput;
+* :mod:`uwe.bench.softness`: the attention softness report.
 
-Stages: ``baselines@*`` and ``evaluate`` (notebook ``03``), ``latency`` (``07``), and the
-evaluation of every ``transfer`` / ``ablations`` run.
+The metrics are :mod:`uwe.core.metrics`; the models (baselines included) and the registry that
+names them are :mod:`uwe.model`. Stages: ``baselines@*`` and ``evaluate`` (notebook ``03``),
+``latency`` (``07``), and the evaluation of every analysis run.
 """

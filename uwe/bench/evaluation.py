@@ -1,12 +1,12 @@
 """WorkBench evaluation harness: any scoring model x a family of ranking tasks -> results JSON.
 
-Model contract (see :mod:`uwe.bench.baselines`): ``index_targets(targets) -> index`` and
+Model contract (see :mod:`uwe.model.baselines`): ``index_targets(targets) -> index`` and
 ``score_index(queries, index) -> (n_q, n_t)`` with ``scores[i, j]`` = query ``i`` vs target
 ``j`` (higher = better); a model with only ``score(queries, targets)`` also works (its targets
 are then re-processed for every chunk).
 
 Per task the targets are indexed once and the queries are scored ``query_chunk`` at a time,
-each chunk feeding per-query metrics (:class:`uwe.bench.metrics.MetricAccumulator`), so a
+each chunk feeding per-query metrics (:class:`uwe.core.metrics.MetricAccumulator`), so a
 71k x 14k task never holds its full score matrix.
 
 Results (workbench.md §6; metrics are fractions in [0, 1])::
@@ -23,7 +23,7 @@ Results (workbench.md §6; metrics are fractions in [0, 1])::
   every group (e.g. techwolf, skillskape) are reported per task only;
 * macro = plain mean of the groups, CI = Student-t 95% interval over the group values (the
   WorkRB convention: an interval over the averaged units). One unit gives a zero-width
-  interval (:func:`uwe.bench.metrics.mean_ci`); no unit gives ``[null, null]``.
+  interval (:func:`uwe.core.metrics.mean_ci`); no unit gives ``[null, null]``.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from uwe.bench.baselines import model_slug
-from uwe.bench.metrics import MetricAccumulator, _nan_mean, mean_ci
+from uwe.core.metrics import MetricAccumulator, _nan_mean, mean_ci
 from uwe.data import tasks as task_lib
 from uwe.errors import InputError
 from uwe.io import write_json
+from uwe.model.registry import model_slug
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from uwe.model.registry import ModelRef, model_slug, resolve
+
 logger = logging.getLogger(__name__)
 
 
@@ -133,44 +135,24 @@ def index_mb(index: Any) -> float | None:
     return (sum(a.nbytes for b in buckets for a in b) + extra) / 2**20
 
 
-UNTUNED_PREFIX = "untuned:"
+def load_for_latency(ref: ModelRef, root: str | Path, device: str = "auto",
+                     batch_size: int = 128, max_length: int = 64):
+    """The model ``ref`` names, loaded for serving (:func:`uwe.infer.loader.load_model`), with no
+    progress bars (a bar per query would be timed too). An ``untuned:<scorer>`` spec is UWE's
+    architecture on the untuned backbone with that scorer: the same arithmetic per query as a
+    trained model with it."""
+    from uwe.infer.loader import load_model
+
+    return load_model(ref, root, device=device, batch_size=batch_size, progress=False,
+                      max_length=max_length)
 
 
-def load_for_latency(spec: str, root: str | Path, device: str = "auto", batch_size: int = 128,
-                     backbone: str | None = None, max_length: int = 64):
-    """A UWE folder (``uwe.infer.model.load``), ``"untuned:<scorer>"`` (UWE's architecture on the
-    untuned ``backbone`` with that scorer: the same arithmetic per query as a trained model
-    with it, e.g. SLI when the main model is mean-pooled) or a baseline
-    (``uwe.bench.baselines.make_model``, no progress bars: a bar per query would be timed too)."""
-    from uwe.bench.baselines import make_model
-    from uwe.infer.folder import find_uwe_folder
-
-    if spec.startswith(UNTUNED_PREFIX):
-        from uwe.infer.model import UWEModel
-
-        if backbone is None:
-            raise ValueError(f"latency model {spec!r} needs the backbone (train.backbone)")
-        return UWEModel.from_backbone(backbone, spec[len(UNTUNED_PREFIX):],
-                                      max_length=max_length, device=device,
-                                      batch_size=batch_size)
-
-    folder = find_uwe_folder(spec, root)
-    if folder is not None:
-        from uwe.infer.model import load
-
-        return load(folder, device=device, batch_size=batch_size)
-    return make_model(spec, device=device, batch_size=batch_size, progress=False)
-
-
-def describe(model: Any, spec: str) -> dict[str, Any]:
-    """Kind, scorer and backbone of a model (what the ratio needs)."""
-    scorer = getattr(model, "scorer_name", None)
-    if scorer is not None:
-        return {"spec": spec, "kind": "uwe", "scorer": scorer,
-                "backbone": model.encoder.backbone_name}
-    if hasattr(model, "encoder"):
-        return {"spec": spec, "kind": "embedding", "scorer": "mean", "backbone": spec}
-    return {"spec": spec, "kind": "lexical", "scorer": None, "backbone": None}
+def describe(ref: ModelRef) -> dict[str, Any]:
+    """Kind, scorer and backbone of the model ``ref`` names (what the ratio needs): an untuned
+    UWE model is a ``uwe`` one."""
+    kind = "uwe" if ref.kind == "untuned" else ref.kind
+    backbone = {"uwe": ref.backbone, "embedding": ref.spec}.get(kind)
+    return {"spec": ref.spec, "kind": kind, "scorer": ref.scorer, "backbone": backbone}
 
 
 ENGINES = ("torch", "onnx")  # torch: the model's own path; onnx: uwe.infer.ort (encoder in ORT)
@@ -183,10 +165,8 @@ def entry_name(name: str, engine: str) -> str:
 
 def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
     """For each UWE entry: its median latency over that of the entry named like its backbone
-    (``uwe.bench.baselines.model_slug`` of either the name or the spec) timed through the same
+    (``uwe.model.registry.model_slug`` of either the name or the spec) timed through the same
     engine; None if none was timed."""
-    from uwe.bench.baselines import model_slug
-
     out = {}
     for name, entry in models.items():
         if entry.get("kind") != "uwe":
@@ -217,15 +197,16 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
     :func:`measure`."""
     import torch
 
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
 
     unknown_engines = [e for e in engines if e not in ENGINES]
     if unknown_engines or not engines:
         raise ValueError(f"latency engines must be some of {ENGINES}, got {list(engines)}")
     models = {}
     for name, spec in specs.items():
-        model = load_for_latency(spec, root, device, batch_size, backbone, max_length)
-        info = describe(model, spec)
+        ref = resolve(spec, root, backbone)
+        model = load_for_latency(ref, root, device, batch_size, max_length)
+        info = describe(ref)
         params = parameter_count(model)
         if "torch" in engines:
             models[name] = {**info, "engine": "torch",
@@ -234,7 +215,7 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
         if "onnx" in engines and info["kind"] in ("uwe", "embedding"):
             from uwe.infer.ort import ort_model_for
 
-            fast = ort_model_for(spec, root, backbone=backbone, max_length=max_length,
+            fast = ort_model_for(ref, root, max_length=max_length,
                                  threads=torch.get_num_threads(), target_layout=target_layout)
             entry = measure(fast, targets, queries, **timing)
             layout = fast.target_layout if info["scorer"] == "sli" else None

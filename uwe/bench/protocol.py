@@ -2,7 +2,7 @@
 
 :class:`Ranker` is the :class:`typing.Protocol` that :func:`uwe.bench.evaluation.evaluate`,
 ``uwe rank``, the latency stage and the WorkRB adapter rely on: the lexical baselines (BM25,
-char TF-IDF), the sentence-embedding baselines, :class:`uwe.infer.model.UWEModel`, its two-stage
+char TF-IDF), the sentence-embedding baselines, :class:`uwe.model.uwe_model.UWEModel`, its two-stage
 ANN wrapper (:class:`uwe.infer.ann.TwoStageModel`) and the fast engines
 (:class:`uwe.infer.ort.OrtModel`, :class:`uwe.infer.numpy_engine.NumpyUWE`) all implement it.
 

@@ -119,6 +119,23 @@ class GraphSampler:
         return len(self.left_texts)
 
     @property
+    def edge_keys(self) -> np.ndarray:
+        """The graph's edges as sorted unique keys ``left * n_right + right`` (read-only)."""
+        view = self._edge_keys.view()
+        view.flags.writeable = False
+        return view
+
+    def adjacency(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, neighbours)``, CSR: the rights of left ``k`` are
+        ``neighbours[offsets[k]:offsets[k + 1]]`` (read-only views)."""
+        out = []
+        for arr in (self._offsets, self._neighbours):
+            view = arr.view()
+            view.flags.writeable = False
+            out.append(view)
+        return out[0], out[1]
+
+    @property
     def n_right(self) -> int:
         return len(self.right_texts)
 

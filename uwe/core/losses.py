@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uwe.core.names import LOSS_NAMES
+from uwe.constants import LOSS_NAMES
 
-VARIANTS = LOSS_NAMES  # uwe.core.names: the config checks them without importing torch
+VARIANTS = LOSS_NAMES  # uwe.constants: the config checks them without importing torch
 
 
 def _check_temperature(temperature: float) -> None:

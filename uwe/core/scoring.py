@@ -27,10 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from uwe.core.names import SCORER_NAMES
-
-EPS = 1e-12
-EXP_FLOOR = -80.0  # see sli_dense
+from uwe.constants import EPS, EXP_FLOOR, POOLED_TARGET_SCORERS, SCORER_NAMES
 
 
 def _clean(emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +200,67 @@ def sli_mean_target_pairwise(q_emb, q_mask, t_emb, t_mask, attention_temperature
     return _token_mean(tok, qm)  # (n,)
 
 
+def pooled_target_scores(scorer: str, q_emb: torch.Tensor, q_mask: torch.Tensor,
+                         t_pooled: torch.Tensor) -> torch.Tensor:
+    """All pairs ``(n_q, n_t)`` of a scorer of :data:`POOLED_TARGET_SCORERS` against targets
+    given as unit mean-pooled vectors ``t_pooled`` ``(n_t, d)`` (an index caches them once):
+    ``mean`` = cosine of the pooled query; ``sli_mean_target`` = ``1/|q| sum_i cos(q_i, t)``.
+    The same values as :func:`mean_cosine_scores` / :func:`sli_mean_target_scores` on the
+    targets' tokens, up to float rounding."""
+    if scorer == "mean":
+        return F.normalize(mean_pool(q_emb, q_mask), dim=-1, eps=EPS) @ t_pooled.T
+    if scorer != "sli_mean_target":
+        raise ValueError(f"scorer {scorer!r} does not score pooled targets; "
+                         f"those that do: {POOLED_TARGET_SCORERS}")
+    b_q, l_q = q_mask.shape
+    qe = q_emb.masked_fill(~q_mask.bool()[..., None], 0)  # padded tokens exactly zero
+    qn = F.normalize(qe, dim=-1, eps=EPS)  # (b_q, Lq, d)
+    tok = qn.reshape(-1, qn.shape[-1]) @ t_pooled.T  # (b_q * Lq, n_t)
+    denom = q_mask.sum(1, keepdim=True).clamp_min(1).to(tok.dtype)  # (b_q, 1)
+    return tok.reshape(b_q, l_q, -1).sum(1) / denom  # (b_q, n_t)
+
+
 # ----------------------------------------------------------------------------- token lists
+def unit_and_norm(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(emb / ||emb||, ||emb||)`` per token: ``(..., d)`` unit vectors and ``(...)`` norms."""
+    norm = emb.norm(dim=-1)  # (...)
+    return emb / norm.clamp_min(EPS)[..., None], norm
+
+
+def sli_unpadded(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
+                 t_norm: torch.Tensor, attention_temperature: float = 0.1) -> torch.Tensor:
+    """SLI of unpadded, equal-length queries ``(a, Lq, d)`` vs equal-length targets
+    ``(b, Lt, d)``, given as unit vectors and norms (:func:`unit_and_norm`) -> ``(a, b)``:
+    :func:`sli_scores`' formula without masks, for inference on length groups.
+
+    One matrix product gives the cosines ``C``; the raw dot products are
+    ``C * |q_i| * |t_j|``, so the attention logits cost one broadcast multiply instead of a
+    second product. Without padding no masking is needed. Equals :func:`sli_scores` on the same
+    texts up to float rounding. It works in place on its intermediates (no autograd: training
+    scores with :func:`sli_scores`). The torch path of :class:`uwe.model.uwe_model.UWEModel`;
+    serving swaps in the fused CPU kernel of :mod:`uwe.infer.dense`.
+    """
+    a, lq, d = q_unit.shape
+    b, lt, _ = t_unit.shape
+    cos = (q_unit.reshape(a * lq, d) @ t_unit.reshape(b * lt, d).T).view(a, lq, b, lt)
+    logits = cos * t_norm.view(1, 1, b, lt)  # (a, Lq, b, Lt)
+    logits.mul_((q_norm / attention_temperature).view(a, lq, 1, 1))
+    # Shifted logits are <= 0; clamping them at EXP_FLOOR keeps exp() out of the subnormal
+    # range, whose slow path halves the speed on x86 (uwe.constants.EXP_FLOOR).
+    logits.sub_(logits.amax(-1, keepdim=True)).clamp_(min=EXP_FLOOR).exp_()
+    denom = logits.sum(-1)  # (a, Lq, b)
+    numer = logits.mul_(cos).sum(-1)  # (a, Lq, b)
+    return numer.div_(denom).mean(1)  # (a, b)
+
+
+def sli_unpadded_blocks(q_unit: torch.Tensor, q_norm: torch.Tensor, targets,
+                        attention_temperature: float = 0.1) -> list[torch.Tensor]:
+    """:func:`sli_unpadded` of one query group against target groups ``[(t_unit, t_norm)]``
+    -> ``[(a, b_i)]`` in order: the block scorer of :class:`uwe.model.uwe_model.UWEModel`
+    (``uwe.infer.dense.sli_dense_blocks`` has the same signature and runs them side by side)."""
+    return [sli_unpadded(q_unit, q_norm, tu, tn, attention_temperature) for tu, tn in targets]
+
+
 def pad_tokens(tokens) -> tuple[torch.Tensor, torch.Tensor]:
     """A list of ``(L_i, d)`` token tensors (or one ``(L, d)``) -> ``(n, L, d)`` and a mask."""
     rows = [tokens] if isinstance(tokens, torch.Tensor) and tokens.dim() == 2 else list(tokens)
@@ -250,7 +307,7 @@ SCORERS: dict[str, Scorer] = {
     "sli_cos": Scorer(sli_cos_scores, sli_cos_pairwise),
 }
 if tuple(SCORERS) != SCORER_NAMES:  # the torch-free engines validate folders by these names
-    raise ImportError(f"uwe.core.names.SCORER_NAMES {SCORER_NAMES} != SCORERS {tuple(SCORERS)}")
+    raise ImportError(f"uwe.constants.SCORER_NAMES {SCORER_NAMES} != SCORERS {tuple(SCORERS)}")
 #: scorers with a token attention, and the unit of its logits (``uwe.core.softness``)
 ATTENTION_UNIT: dict[str, str] = {"sli": "raw", "sli_cos": "cosine"}
 

@@ -68,7 +68,6 @@ Decisions (also returned in the report under ``"decisions"``; :data:`DECISIONS`)
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -85,7 +84,7 @@ from uwe.data.builders import SKILL_SIM_FULL_SPLIT, GraphBuilders, TaskBuilders
 from uwe.data.dataset import RankingDataset
 from uwe.data.splits import cap_dataset, check_fractions, split_entities
 from uwe.data.tasks import GRAPHS
-from uwe.io import file_sha256, make_temp_dir
+from uwe.io import file_sha256, make_temp_dir, replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +328,7 @@ def curate(raw_dir: str | Path, out_dir: str | Path = "data/curated", *,
         bad = audit_lib.heldout_violations(leakage)
         if bad:
             raise LeakageError("heldout leakage audit is not 0:\n  " + "\n  ".join(bad))
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -387,19 +386,3 @@ def report_tables(report: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     graph_rows = [{"graph": g, **{k: v for k, v in stats.items() if k != "source"},
                    "source": stats.get("source", "")} for g, stats in report["graphs"].items()]
     return pd.DataFrame(size_rows), pd.DataFrame(leak_rows), pd.DataFrame(graph_rows)
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

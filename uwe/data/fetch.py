@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pooch
 
-from uwe.io import file_sha256, make_temp_dir
+from uwe.io import file_sha256, make_temp_dir, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -165,21 +165,10 @@ def fetch(
                 entry, staging / entry.path, mirror_dir, raw_dir / entry.path
             )
             log.info("%-8s %s", sources[entry.path], entry.path)
-        _swap_in(staging, raw_dir)
+        replace_dir(staging, raw_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sources
-
-
-def _swap_in(staging: Path, raw_dir: Path) -> None:
-    """Replace ``raw_dir`` by ``staging`` with renames (the old folder is removed last)."""
-    old = None
-    if raw_dir.exists():
-        old = raw_dir.with_name(f".{raw_dir.name}.old-{os.getpid()}")
-        os.rename(raw_dir, old)
-    os.rename(staging, raw_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def verify(manifest: str | Path, raw_dir: str | Path) -> list[str]:

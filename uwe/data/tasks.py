@@ -8,7 +8,7 @@ target space (list of texts) and, per query, the indices of its positive targets
     {root}/tasks/{family}/{task}/{split}/targets.parquet   target: str (+ optional target_id: str)
     {root}/graphs/{name}.parquet                           left: str, right: str
 
-Families (see docs/workbench.md):
+Families (see ../shared/docs/workbench.md, the spec beside the repository):
 
 * ``full``     -- WorkRB definitions, comparable with the paper (transductive for UWE);
 * ``heldout``  -- entity-disjoint splits, what UWE is judged on (leakage audit = 0);

@@ -5,8 +5,8 @@ embeddings (:func:`uwe.core.scoring.mean_pool`, from the same encoder as stage 2
 embedded the same way and the ``n_candidates`` targets with the highest inner product (=
 cosine) are retrieved with FAISS.
 Stage 2 (precision): those candidates are re-scored with the model's own scorer (SLI for UWE)
-on the full token embeddings, exactly as :meth:`uwe.infer.model.UWEModel.score_index` would score
-them.
+on the full token embeddings, exactly as :meth:`uwe.model.uwe_model.UWEModel.score_index`
+would score them.
 
 First-stage indexes (``first_stage``), measured by ``scripts/bench_ann.py`` (untuned MiniLM UWE,
 131k ESCO/O*NET texts, 1 thread on a loaded 2-core CPU, batch-1 latency incl. query encoding;
@@ -24,10 +24,10 @@ exhaustive SLI: 1.8 s/query):
 Contracts:
 
 * ``search(queries, top_k) -> (indices (n_q, k) int64, scores (n_q, k) float32)``, best first,
-  ties broken by the lower target index (as :meth:`uwe.infer.model.UWEModel.rank`);
+  ties broken by the lower target index (as :meth:`uwe.model.uwe_model.UWEModel.rank`);
   ``k = min(top_k, n_targets)``.
 * ``score_matrix(queries) -> (n_q, n_t) float32``: the exact scores of each query's candidates,
-  ``-inf`` everywhere else. :mod:`uwe.bench.metrics` ranks ``-inf`` last and breaks ties by the
+  ``-inf`` everywhere else. :mod:`uwe.core.metrics` ranks ``-inf`` last and breaks ties by the
   lower
   target index, so a positive outside the candidates is ranked after every candidate, in target
   order (a pessimistic, deterministic convention for MAP).
@@ -80,8 +80,8 @@ class PackedTokens:
 
 
 def pack_index(index: Any) -> tuple[PackedTokens, np.ndarray]:
-    """A :class:`uwe.infer.model.TargetIndex` -> (packed tokens, L2-normalised mean vectors (n_t,
-    d))."""
+    """A :class:`uwe.model.uwe_model.TargetIndex` -> (packed tokens, L2-normalised mean vectors
+    (n_t, d))."""
     n_t = len(index)
     dim = index.buckets[0].emb.shape[-1] if index.buckets else 1
     device = index.buckets[0].emb.device if index.buckets else torch.device("cpu")
@@ -150,7 +150,7 @@ class TwoStageIndex:
         ef_search: int = 256,
         index: Any = None,
     ) -> TwoStageIndex:
-        """Index ``targets`` (or reuse ``index``, a :class:`uwe.infer.model.TargetIndex` of
+        """Index ``targets`` (or reuse ``index``, a :class:`uwe.model.uwe_model.TargetIndex` of
         them)."""
         targets = list(targets)
         if index is None:
@@ -262,9 +262,9 @@ class TwoStageModel:
         index_fn: Callable[[list[str]], Any] | None = None,
         **kw,
     ):
-        """``index_fn(targets)`` supplies the exact :class:`uwe.infer.model.TargetIndex` (e.g. from
-        :class:`uwe.infer.index_cache.IndexCache`; default ``model.index_targets``); ``kw`` go to
-        :meth:`TwoStageIndex.build`."""
+        """``index_fn(targets)`` supplies the exact :class:`uwe.model.uwe_model.TargetIndex` (e.g.
+        from :class:`uwe.infer.index_cache.IndexCache`; default ``model.index_targets``); ``kw``
+        go to :meth:`TwoStageIndex.build`."""
         self.model, self.n_candidates, self.first_stage = model, n_candidates, first_stage
         self.index_fn, self.kw = index_fn or model.index_targets, kw
         self.name = f"{getattr(model, 'name', 'uwe')}+{first_stage}{n_candidates}"

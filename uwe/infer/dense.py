@@ -5,7 +5,7 @@ matrix product for the cosines and (CPU, float32) the fused Numba kernel
 :func:`uwe.infer.kernels.sli_from_cos` for the softmax part, or tensor operations elsewhere
 (the GPU path); :func:`sli_dense_blocks` runs several groups side by side on threads.
 Both compute :func:`uwe.core.scoring.sli_scores`' formula -- the reference -- and are tested
-against it (``tests/test_scoring.py``). :class:`uwe.infer.model.UWEModel` scores through them.
+against it (``tests/test_scoring.py``). :class:`uwe.model.uwe_model.UWEModel` scores through them.
 """
 
 from __future__ import annotations
@@ -18,13 +18,7 @@ from functools import cache
 import numpy as np
 import torch
 
-from uwe.core.scoring import EPS, EXP_FLOOR
-
-
-def unit_and_norm(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(emb / ||emb||, ||emb||)`` per token: ``(..., d)`` unit vectors and ``(...)`` norms."""
-    norm = emb.norm(dim=-1)  # (...)
-    return emb / norm.clamp_min(EPS)[..., None], norm
+from uwe.core.scoring import sli_unpadded
 
 
 def _fused_default(q_unit: torch.Tensor) -> bool:
@@ -70,8 +64,7 @@ def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
     dtypes). Both give the same scores up to float rounding. Inference only: the tensor path
     works in place, so training scores with :func:`sli_scores`.
     """
-    a, lq, d = q_unit.shape
-    b, lt, _ = t_unit.shape
+    b = t_unit.shape[0]
     if fused is None:
         fused = _fused_default(q_unit)
     if fused and b:
@@ -79,16 +72,7 @@ def sli_dense(q_unit: torch.Tensor, q_norm: torch.Tensor, t_unit: torch.Tensor,
         return torch.cat(sli_dense_blocks(q_unit, q_norm, [
             (t_unit[j : j + step], t_norm[j : j + step]) for j in range(0, b, step)],
             attention_temperature, fused=True), dim=1)
-    cos = (q_unit.reshape(a * lq, d) @ t_unit.reshape(b * lt, d).T).view(a, lq, b, lt)
-    logits = cos * t_norm.view(1, 1, b, lt)  # (a, Lq, b, Lt)
-    logits.mul_((q_norm / attention_temperature).view(a, lq, 1, 1))
-    # Shifted logits are <= 0; clamping them at -80 keeps exp() out of the subnormal range,
-    # whose slow path halves the speed on x86. A clamped term weighs < e^-80 relative to the
-    # row's largest term (e^0 = 1), far below float32 rounding, so scores do not change.
-    logits.sub_(logits.amax(-1, keepdim=True)).clamp_(min=EXP_FLOOR).exp_()
-    denom = logits.sum(-1)  # (a, Lq, b)
-    numer = logits.mul_(cos).sum(-1)  # (a, Lq, b)
-    return numer.div_(denom).mean(1)  # (a, b)
+    return sli_unpadded(q_unit, q_norm, t_unit, t_norm, attention_temperature)
 
 
 def sli_dense_blocks(q_unit: torch.Tensor, q_norm: torch.Tensor,

@@ -1,6 +1,6 @@
 """A target index as named arrays, the form :mod:`uwe.infer.index_cache` stores on disk.
 
-Per model kind: a :class:`uwe.infer.model.TargetIndex` (or the NumPy engine's
+Per model kind: a :class:`uwe.model.uwe_model.TargetIndex` (or the NumPy engine's
 :class:`uwe.infer.numpy_engine.NumpyIndex`) -> ``b{i}.index`` (b,) int64, ``b{i}.emb``
 (b, L, d) float32, ``b{i}.mask`` (b, L) bool and ``b{i}.norm`` (b, L) float32 per bucket; a
 UWE model whose scorer reads one mean-pooled vector per target (``mean``, ``sli_mean_target``)
@@ -92,14 +92,14 @@ def index_from_arrays(
     kind: str, arrays: dict[str, np.ndarray], targets: list[str], model: Any = None
 ) -> Any:
     """The index object of ``model`` from an entry's arrays: the embeddings matrix, or a
-    :class:`uwe.infer.model.TargetIndex` on the model's device whose buckets already hold their
+    :class:`uwe.model.uwe_model.TargetIndex` on the model's device whose buckets already hold their
     unit vectors and norms (for SLI, whose dense kernel uses them)."""
     if kind == "embeddings":
         return arrays["embeddings"]
     if kind == "pooled":
         import torch
 
-        from uwe.infer.model import TargetIndex
+        from uwe.model.uwe_model import TargetIndex
 
         device = str(getattr(model, "device", "cpu"))
         return TargetIndex(list(targets), [],
@@ -107,7 +107,7 @@ def index_from_arrays(
     import torch
 
     from uwe.core.scoring import ATTENTION_UNIT, EPS
-    from uwe.infer.model import Bucket, TargetIndex
+    from uwe.model.uwe_model import Bucket, TargetIndex
 
     device = str(getattr(model, "device", "cpu"))
     with_unit = getattr(model, "scorer_name", "sli") in ATTENTION_UNIT

@@ -7,16 +7,16 @@ Key = (model fingerprint, sha256 of the target list):
   same folder changes the key;
 * any other spec (``bm25``, ``tfidf_char``, an embedder name) -> the spec itself, plus, when it
   names a local (sentence-transformers) folder, its resolved path and the size + mtime (ns) of
-  its configs and weights (:func:`uwe.infer.folder.model_files_stamp`), so that replacing
+  its configs and weights (:func:`uwe.model.folder.model_files_stamp`), so that replacing
   ``model.safetensors`` is a miss;
 * targets -> sha256 of the JSON-encoded list (order matters: ``scores[:, j]`` is target ``j``).
 
 What is stored, per model kind:
 
-* :class:`uwe.infer.model.TargetIndex` -> its buckets' tensors (``b{i}.index`` (b,) int64,
+* :class:`uwe.model.uwe_model.TargetIndex` -> its buckets' tensors (``b{i}.index`` (b,) int64,
   ``b{i}.emb`` (b, L, d) float32, ``b{i}.mask`` (b, L) bool), bit-exact, so a cached index gives
   the same scores as a fresh one, plus the token norms ``b{i}.norm`` (b, L) float32 of
-  :meth:`uwe.infer.model.Bucket.unit_norm`: a loaded index does not recompute them, and the unit
+  :meth:`uwe.model.uwe_model.Bucket.unit_norm`: a loaded index does not recompute them, and the unit
   vectors are ``emb / norm`` (the same division, so the same bits);
 * an embedding baseline -> its ``(n_t, d)`` float32 target matrix (``embeddings``);
 * lexical baselines (BM25, TF-IDF) -> nothing: their index is a fitted vocabulary, cheap to
@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +57,11 @@ from typing import Any
 
 import numpy as np
 
-from uwe.infer.folder import UWE_CONFIG
+from uwe.constants import POOLED_TARGET_SCORERS
 from uwe.infer.index_arrays import check_arrays, index_arrays, index_from_arrays, write_arrays
 from uwe.io import file_sha256, write_json
+from uwe.model.folder import UWE_CONFIG
+from uwe.model.registry import model_slug
 
 logger = logging.getLogger(__name__)
 
@@ -101,23 +102,17 @@ def targets_sha256(targets: list[str]) -> str:
     return _sha256_bytes(json.dumps(list(targets), ensure_ascii=False).encode("utf-8"))
 
 
-def entry_slug(name: str) -> str:
-    """File-name-safe short model name (as :func:`uwe.bench.baselines.model_slug`, without importing
-    the baselines and their scipy)."""
-    last = str(name).rstrip("/\\").replace("\\", "/").split("/")[-1]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", last).strip("._")
-    if not slug:
-        raise ValueError(f"cannot make a file name from model name {name!r}")
-    return slug
-
-
 def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
-    """What identifies the model ``spec`` names (see module doc); JSON-serialisable."""
-    from uwe.infer.folder import find_uwe_folder
+    """What identifies the model ``spec`` names (:func:`uwe.model.registry.resolve`; see module
+    doc); JSON-serialisable."""
+    from uwe.model.registry import resolve
 
-    folder = find_uwe_folder(str(spec), root)
-    if folder is not None:
-        folder = folder.resolve()
+    try:
+        ref = resolve(str(spec), root)
+    except (OSError, ValueError):  # nothing the registry loads: keyed by its name and files
+        ref = None
+    if ref is not None and ref.kind == "uwe" and not ref.st_folder:
+        folder = ref.path.resolve()
         weights = (folder / WEIGHTS).stat()
         return {
             "kind": "uwe",
@@ -130,7 +125,7 @@ def model_fingerprint(spec: str, root: str | Path = ".") -> dict[str, Any]:
     fp: dict[str, Any] = {"kind": "baseline", "spec": str(spec)}
     local = Path(str(spec)).expanduser()
     if local.is_dir():
-        from uwe.infer.folder import model_files_stamp
+        from uwe.model.folder import model_files_stamp
 
         fp["path"] = str(local.resolve())
         fp.update(model_files_stamp(local))  # replaced weights or configs: another key
@@ -141,25 +136,17 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return _sha256_bytes(json.dumps(fingerprint, sort_keys=True).encode("utf-8"))
 
 
-#: UWE scorers whose target side is one unit mean-pooled vector per target (as
-#: uwe.infer.model.POOLED_TARGET_SCORERS, without importing torch)
-POOLED_SCORERS = ("mean", "sli_mean_target")
-
-
 def uwe_kind(scorer: str) -> str:
     """The entry kind of a UWE model of ``scorer``: ``pooled`` or ``uwe`` (tokens)."""
-    return "pooled" if scorer in POOLED_SCORERS else "uwe"
+    return "pooled" if scorer in POOLED_TARGET_SCORERS else "uwe"
 
 
 def index_kind(model: Any) -> str | None:
     """``"uwe"``, ``"pooled"``, ``"embeddings"`` or None (not cached: lexical or unknown)."""
-    if type(model).__name__ == "UWEModel":  # avoid importing torch-heavy uwe.infer.model eagerly
+    kind = getattr(model, "kind", None)  # uwe.model.registry.MODEL_KINDS
+    if kind == "uwe":
         return uwe_kind(model.scorer_name)
-    from uwe.bench.baselines import EmbeddingBaseline
-
-    if isinstance(model, EmbeddingBaseline):
-        return "embeddings"
-    return None
+    return "embeddings" if kind == "embedding" else None
 
 
 # -- where target lists come from ------------------------------------------------------------
@@ -205,7 +192,7 @@ class IndexCache:
 
     def paths(self, fingerprint: dict[str, Any], targets_sha: str) -> tuple[Path, Path]:
         """``(tensors .safetensors, metadata .json)`` of one entry."""
-        sub = f"{entry_slug(fingerprint['spec'])}-{fingerprint_key(fingerprint)[:12]}"
+        sub = f"{model_slug(fingerprint['spec'])}-{fingerprint_key(fingerprint)[:12]}"
         stem = self.dir / sub / targets_sha[:20]
         return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 

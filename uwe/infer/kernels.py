@@ -26,7 +26,8 @@ from functools import cache
 
 import numpy as np
 
-EXP_FLOOR = -80.0  # the same floor as uwe.core.scoring.EXP_FLOOR (kept in sync by a test)
+from uwe.constants import EXP_FLOOR
+
 TILE = 256  # targets per parallel work item
 _CACHE = os.environ.get("UWE_NUMBA_CACHE", "1") != "0"  # on-disk cache of the compiled kernel
 

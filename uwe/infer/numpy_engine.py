@@ -11,7 +11,7 @@ the Rust ``tokenizers`` package only (both import in a fraction of a second):
   exact GELU, e.g. all-MiniLM-L6-v2) re-implemented as in ``transformers.BertModel``
   (``last_hidden_state``, no pooler), the tokenizer from ``tokenizer.json`` with the model's
   ``max_length`` truncation, texts grouped by exact token length (no padding, as
-  :meth:`uwe.infer.model.UWEModel._encode_buckets`), and dense SLI
+  :meth:`uwe.model.uwe_model.UWEModel._encode_buckets`), and dense SLI
   (:func:`uwe.infer.dense.sli_dense`) against a :class:`NumpyIndex`.
 
 Scores equal the torch path's up to float32 rounding (a few 1e-6, the same size as the torch
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from uwe.constants import EPS, EXP_FLOOR
+from uwe.core.lengths import length_groups
 from uwe.infer import kernels
-from uwe.infer.folder import read_json_object
+from uwe.model.folder import read_json_object
 
-EPS = 1e-12  # as uwe.core.scoring.EPS
-EXP_FLOOR = -80.0  # as uwe.core.scoring.EXP_FLOOR
 FUSED_MIN_PAIRS = 500_000_000  # token pairs from which score_index uses the Numba kernel
 SCORE_BUDGET = 2**22  # max elements of one (queries, Lq, targets, Lt) block, as on CPU in torch
 _SCIPY_ERF_MIN = 1 << 19  # from this many GELU inputs on, scipy's erf beats a Python loop
@@ -57,7 +57,7 @@ def mmap_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
     only the pages a computation touches are read. Raises ValueError on a malformed or
     truncated file (a header that does not match the file size).
     """
-    from uwe.infer.folder import safetensors_header
+    from uwe.model.folder import safetensors_header
 
     path = Path(path)
     header, meta, base = safetensors_header(path)
@@ -132,8 +132,8 @@ def bert_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
 def unsupported_reason(folder: str | Path) -> str | None:
     """None if :class:`NumpyUWE` can run the UWE folder ``folder``, else why not (cheap: reads
     the JSON configs and the weights' header only); InputError when ``uwe_config.json`` holds
-    a value no engine can run (:func:`uwe.infer.folder.check_uwe_config`)."""
-    from uwe.infer.folder import read_uwe_config
+    a value no engine can run (:func:`uwe.model.folder.check_uwe_config`)."""
+    from uwe.model.folder import read_uwe_config
 
     folder = Path(folder)
     ucfg = read_uwe_config(folder)  # a value no engine can run: InputError, not a reason
@@ -232,14 +232,14 @@ class NumpyUWE:
     """The query side of a UWE model folder on NumPy (see the module doc).
 
     ``score_index(queries, index) -> (n_q, n_t)`` float32, as
-    :meth:`uwe.infer.model.UWEModel.score_index` up to float rounding.
+    :meth:`uwe.model.uwe_model.UWEModel.score_index` up to float rounding.
     """
 
     def __init__(self, folder: str | Path):
         from tokenizers import Tokenizer
 
         from uwe.errors import InputError
-        from uwe.infer.folder import (
+        from uwe.model.folder import (
             OPTIONAL_TENSORS,
             check_model_folder,
             check_tensors,
@@ -362,21 +362,6 @@ class NumpyUWE:
                                             fused=fused)
             out[pos] = block
         return out
-
-
-def length_groups(lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
-    """Indices grouped by exact length, longest first (stable within a length), each group
-    split into runs of at most ``batch_size`` (``None``: one group per length). Encoding a
-    group needs no padding; shared by this module and :class:`uwe.infer.model.UWEModel`."""
-    lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, kind="stable")
-    groups, s = [], 0
-    while s < len(order):
-        e = s + int(np.count_nonzero(lengths[order[s:]] == lengths[order[s]]))
-        step = batch_size or (e - s)
-        groups += [order[i : min(i + step, e)] for i in range(s, e, step)]
-        s = e
-    return groups
 
 
 def sli_dense(

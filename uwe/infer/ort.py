@@ -15,8 +15,8 @@ in ONNX Runtime and scores with NumPy:
   running needs only ``onnxruntime``, ``tokenizers`` and NumPy.
 * :class:`OrtModel` encodes texts with the backbone's own ``tokenizer.json`` (truncated to the
   model's max length), in groups of one exact token length (no padding, as
-  :meth:`uwe.infer.model.UWEModel._encode_buckets`), and scores as
-  :class:`uwe.infer.model.UWEModel`:
+  :meth:`uwe.model.uwe_model.UWEModel._encode_buckets`), and scores as
+  :class:`uwe.model.uwe_model.UWEModel`:
   ``sli`` against the token-level :class:`uwe.infer.numpy_engine.NumpyIndex`
   (:func:`uwe.infer.numpy_engine.sli_dense`),
   ``mean`` (and a sentence-transformers model's mean pooling) and ``sli_mean_target`` against
@@ -38,15 +38,17 @@ from typing import Any
 
 import numpy as np
 
+from uwe.constants import EPS, POOLED_TARGET_SCORERS
+from uwe.core.lengths import length_groups
 from uwe.errors import InputError
-from uwe.infer.numpy_engine import EPS, NumpyIndex, length_groups, sli_dense
+from uwe.infer.numpy_engine import NumpyIndex, sli_dense
+from uwe.model.registry import ModelRef, model_slug, resolve
 
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "encoder.onnx"
 OPSET = 17
 SCORERS = ("sli", "mean", "sli_mean_target")
-POOLED = ("mean", "sli_mean_target")
 EXPORT_VERSION = "uwe-onnx-export-v1"  # bump when export_onnx writes a different graph
 
 
@@ -69,10 +71,9 @@ def backbone_key(folder: Path) -> str:
 
 
 def onnx_path_for(folder: Path, cache_dir: Path | None = None) -> Path:
-    from uwe.infer.index_cache import entry_slug
 
     key = backbone_key(folder)
-    return (cache_dir or onnx_cache_dir()) / f"{entry_slug(folder.name)}-{key[:16]}" / ONNX_FILE
+    return (cache_dir or onnx_cache_dir()) / f"{model_slug(folder.name)}-{key[:16]}" / ONNX_FILE
 
 
 def _checksum_file(path: Path) -> Path:
@@ -116,7 +117,7 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
 
     import torch
 
-    from uwe.core.encoder import load_backbone
+    from uwe.model.encoder import load_backbone
 
     folder, path = Path(folder), Path(path)
     backbone = load_backbone(folder).eval()  # strict: one line naming a bad tensor
@@ -225,7 +226,7 @@ class OrtModel:
                  cache_dir: str | Path | None = None, target_layout: str = DEFAULT_LAYOUT):
         from tokenizers import Tokenizer
 
-        from uwe.infer.folder import check_tokenizer_size, read_json_object
+        from uwe.model.folder import check_tokenizer_size, read_json_object
 
         if scorer not in SCORERS:
             raise InputError(f"the ONNX engine runs the scorers {', '.join(SCORERS)}, not "
@@ -280,7 +281,7 @@ class OrtModel:
     @classmethod
     def from_uwe_folder(cls, folder: str | Path, **kw) -> OrtModel:
         """A trained UWE folder with its own scorer, temperature and max length."""
-        from uwe.infer.folder import check_model_folder
+        from uwe.model.folder import check_model_folder
 
         config = check_model_folder(folder, tokenizer_size=False)
         kw.setdefault("name", Path(folder).name)
@@ -292,8 +293,8 @@ class OrtModel:
         """A mean-pooling sentence-transformers model (all-MiniLM-L6-v2, all-mpnet-base-v2, a
         folder) as its ``SentenceTransformer`` encodes: mean over the tokens, unit length; its
         ``max_seq_length`` from ``sentence_bert_config.json``."""
-        from uwe.infer.st_folder import read_st_folder
-        from uwe.pretrained import resolve_model
+        from uwe.model.pretrained import resolve_model
+        from uwe.model.st_folder import read_st_folder
 
         st = read_st_folder(resolve_model(name))  # one line if the library computes otherwise
         if st.scorer != "mean":
@@ -306,7 +307,7 @@ class OrtModel:
     @property
     def dim(self) -> int:
         """Hidden size ``d`` of the backbone (its ``config.json``)."""
-        from uwe.infer.folder import read_json_object
+        from uwe.model.folder import read_json_object
 
         return int(read_json_object(self.folder / "config.json")["hidden_size"])
 
@@ -352,7 +353,7 @@ class OrtModel:
         """``index`` ready for this model's scorer: for a pooled scorer with its unit mean
         vectors (:func:`pooled_targets`, computed once); for SLI in ``target_layout``
         (:class:`CompactIndex` unless ``float32``)."""
-        if self.scorer_name in POOLED:
+        if self.scorer_name in POOLED_TARGET_SCORERS:
             pooled_targets(index)
         elif self.target_layout != "float32":
             return CompactIndex(index, self.target_layout)
@@ -370,7 +371,7 @@ class OrtModel:
                       index: NumpyIndex) -> np.ndarray:
         """The scoring half: ``(n_queries, n_t)`` float32."""
         out = np.zeros((n_queries, len(index)), dtype=np.float32)
-        if self.scorer_name in POOLED:
+        if self.scorer_name in POOLED_TARGET_SCORERS:
             t_cols = pooled_targets(index, columns=True)  # (d, n_t), contiguous: 3x faster
             for pos, q in encoded:
                 if self.scorer_name == "mean":
@@ -427,22 +428,20 @@ def pooled_targets(index: NumpyIndex, columns: bool = False) -> np.ndarray:
     return cached[1] if columns else cached[0]
 
 
-def ort_model_for(spec: str, root: str | Path = ".", backbone: str | None = None,
+def ort_model_for(spec: str | ModelRef, root: str | Path = ".", backbone: str | None = None,
                   max_length: int = 64, **kw: Any) -> OrtModel:
-    """The ONNX-engine model of a latency / ranking spec: a UWE folder, ``untuned:<scorer>``
-    (UWE's architecture on ``backbone``) or a mean-pooling sentence-transformers model."""
-    from uwe.bench.latency import UNTUNED_PREFIX
-    from uwe.infer.folder import find_uwe_folder
+    """The ONNX-engine model of what ``spec`` names (:func:`uwe.model.registry.resolve`): a UWE
+    folder, ``untuned:<scorer>`` (UWE's architecture on ``backbone``) or a mean-pooling
+    sentence-transformers model; one line for any other kind."""
+    from uwe.model.pretrained import resolve_model
 
-    if spec.startswith(UNTUNED_PREFIX):
-        from uwe.pretrained import resolve_model
-
-        if backbone is None:
-            raise ValueError(f"{spec!r} needs the backbone (train.backbone)")
-        model_dir = Path(resolve_model(backbone))
-        return OrtModel(model_dir, spec[len(UNTUNED_PREFIX):], max_length=max_length,
-                        name=spec, **kw)
-    folder = find_uwe_folder(spec, root)
-    if folder is not None:
-        return OrtModel.from_uwe_folder(folder, **kw)
-    return OrtModel.from_sentence_transformer(spec, **kw)
+    ref = spec if isinstance(spec, ModelRef) else resolve(spec, root, backbone)
+    if ref.kind == "untuned":
+        return OrtModel(Path(resolve_model(ref.backbone)), ref.scorer, max_length=max_length,
+                        name=ref.spec, **kw)
+    if ref.kind == "uwe" and not ref.st_folder:
+        return OrtModel.from_uwe_folder(ref.path, **kw)
+    if ref.kind == "embedding":
+        return OrtModel.from_sentence_transformer(ref.name, **kw)
+    raise InputError(f"{ref.spec}: the ONNX engine runs UWE folders, untuned UWE models and "
+                     f"mean-pooling sentence-transformers models, not this {ref.kind} model")

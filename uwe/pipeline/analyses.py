@@ -33,10 +33,10 @@ from typing import Any
 import pandas as pd
 
 from uwe.config import ANALYSIS_GROUPS, BudgetParams, Params, RunParams, TrainParams
+from uwe.model.registry import UNTUNED, kind_of
 
 logger = logging.getLogger(__name__)
 
-UNTUNED = "untuned"
 EVAL_SAMPLE_SEED = 0  # the test-query subsample of every run and model
 # training summary keys not worth keeping in the metrics file
 _DROP_SUMMARY = ("out_dir", "rank", "world_size", "resumed_from")
@@ -234,26 +234,26 @@ def train_run(spec: RunSpec, root: str | Path, data_root: str | Path,
 
 def load_run_model(spec: RunSpec, params: Params, root: str | Path, seed: int | None):
     """The model to evaluate for ``seed`` (the trained one, the untuned backbone or a folder)."""
-    from uwe.bench.registry import load_model
-    from uwe.infer.model import UWEModel, load
+    from uwe.infer.loader import load, load_model
 
     dev, bs = params.evaluate.device, params.evaluate.batch_size
     mb = params.evaluate.text_cache_mb
     if spec.trains:
         return load(spec.model_dir(root, seed), device=dev, batch_size=bs, text_cache_mb=mb)
-    if spec.run.model == UNTUNED:
-        t = params.train
-        return UWEModel.from_backbone(
-            t.backbone, spec.run.scorer or t.scorer,
-            spec.run.attention_temperature or t.attention_temperature, t.max_length,
-            device=dev, batch_size=bs, name=UNTUNED, text_cache_mb=mb)
-    return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb)
+    t = params.train
+    return load_model(spec.run.model, root=root, device=dev, batch_size=bs, text_cache_mb=mb,
+                      backbone=t.backbone, scorer=spec.run.scorer or t.scorer,
+                      attention_temperature=spec.run.attention_temperature
+                      or t.attention_temperature, max_length=t.max_length,
+                      name=UNTUNED if spec.run.model == UNTUNED else None)
 
 
 def frozen_layers_of(model: Any) -> int:
     """``frozen_layers`` a UWE model was trained with (its saved training config), else 0."""
-    train = (getattr(model, "config", None) or {}).get("train") or {}
-    return int(train.get("frozen_layers") or 0) if hasattr(model, "encoder") else 0
+    if kind_of(model) != "uwe":
+        return 0
+    train = (model.config or {}).get("train") or {}
+    return int(train.get("frozen_layers") or 0)
 
 
 def evaluation_texts(data_root: str | Path, tasks: list[str], zeroshot: list[str],
@@ -277,7 +277,7 @@ def evaluation_bottom(model: Any, k: int, texts: list[str], cache_dir: str | Non
     same subsample) -> (cache, reference backbone). A trained run's bottom is the backbone's
     (frozen), so its evaluation runs only the top layers (:func:`uwe.train.frozen.use_cached_bottom`
     checks the weights)."""
-    from uwe.core.encoder import TokenEncoder
+    from uwe.model.encoder import TokenEncoder
     from uwe.train.frozen import BottomCache
 
     reference = TokenEncoder.from_pretrained(model.config.get("backbone") or
@@ -289,13 +289,15 @@ def evaluation_bottom(model: Any, k: int, texts: list[str], cache_dir: str | Non
 
 
 def _model_info(spec: RunSpec, model: Any) -> dict[str, Any]:
-    """What was evaluated: scorer, backbone, graphs (from a UWE model's config)."""
-    config = getattr(model, "config", {}) or {}
+    """What was evaluated: scorer, backbone, graphs (from a UWE model's config; None for the
+    other kinds)."""
+    uwe = kind_of(model) == "uwe"
+    config = (model.config or {}) if uwe else {}
     graphs = list(config["graphs"]) if "graphs" in config else (
         list(spec.train.graphs) if spec.trains else [])
-    return {"scorer": getattr(model, "scorer_name", None),
-            "attention_temperature": getattr(model, "attention_temperature", None),
-            "backbone": getattr(getattr(model, "encoder", None), "backbone_name", None),
+    return {"scorer": model.scorer_name if uwe else None,
+            "attention_temperature": model.attention_temperature if uwe else None,
+            "backbone": model.encoder.backbone_name if uwe else None,
             "graphs": graphs, "trained_steps": config.get("step")}
 
 
@@ -367,7 +369,7 @@ def model_softness(model: Any, data_root: str | Path,
     from uwe.bench.softness import attention_unit, softness_report
     from uwe.train.validation import load_val_sets
 
-    unit = attention_unit(getattr(model, "scorer_name", "") or "")
+    unit = attention_unit(model.scorer_name) if kind_of(model) == "uwe" else None
     if unit is None:
         return None
     report = softness_report(model.encoder, load_val_sets(data_root, None, max_queries),

@@ -8,8 +8,8 @@ verdict computed from them by :data:`VERDICT_RULE` (:func:`compare`). :func:`cla
 renders the table written to ``metrics/claims.md`` and into the README's results section;
 ``metrics/claims.json`` keeps the same rows as numbers (fractions, like every metrics file).
 
-Nothing here is typed in by hand but the paper's numbers (``docs/paper.md``): change a metric
-file and the verdict follows.
+Nothing here is typed in by hand but the paper's numbers (``../shared/docs/paper.md``): change
+a metric file and the verdict follows.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ VERDICT_RULE = (
     f"claim holds when the SLI / mean-pooling latency ratio (batch 1, cached targets) is at "
     f"most {LATENCY_NEAR:g} (the paper: 15.9 / 13.2 ms = 1.20).")
 
-#: Task groups each training graph is built from (``docs/workbench.md``): a transfer run's other
-#: groups are its cross-task cells. The description graphs train no group of their own.
+#: Task groups each training graph is built from (``../shared/docs/workbench.md``): a transfer
+#: run's other groups are its cross-task cells. The description graphs train no group of their
+#: own.
 OWN_GROUPS: dict[str, tuple[str, ...]] = {
     "sj": ("job2skill", "skill2job"), "sv": ("skill_extraction",), "sa": ("skill_norm",),
     "jj": ("job_norm",), "ss": ("skill_sim",), "sd": (), "jd": (),
@@ -140,7 +141,7 @@ def _zeroshot_mean(result: Mapping) -> float | None:
 
 
 def _model_kind(name: str, result: Mapping) -> str:
-    from uwe.bench.baselines import LEXICAL
+    from uwe.model.baselines import LEXICAL
 
     return "lexical" if name in LEXICAL or result.get("model") in LEXICAL else (
         "uwe" if name.startswith("uwe") else "embedding")
@@ -479,7 +480,7 @@ def _latency_claim(latency: Mapping | None) -> Claim:
     with the ``mean`` scorer timed through the same engine where one was, else the mean-pooled
     baseline (``latency.json`` ``ratios``). The ``onnx`` engine's entries (the deployment
     path, :mod:`uwe.infer.ort`) come first when both engines were timed."""
-    from uwe.bench.baselines import model_slug
+    from uwe.model.registry import model_slug
 
     text = "SLI with cached targets costs about as much per query as mean pooling"
     paper = "15.9 vs 13.2 ms (A100, ratio 1.20)"

@@ -1,20 +1,25 @@
-"""Executed notebooks fit to commit: what a run leaves in them that says where and when it ran,
-not what it found, is removed (``python -m uwe.pipeline.notebooks clean PATH...``).
+"""Executed notebooks fit to commit as results: what a run leaves in them that says where,
+when and how fast it ran, not what it found, is removed
+(``python -m uwe.pipeline.notebooks clean PATH...``, the last step of every stage's command), so
+that running an unchanged stage again writes the same bytes.
 
 :func:`clean_notebook` rewrites a papermill-executed notebook in place (atomically):
 
-* **progress bars** -- consecutive stream outputs of one cell and name are merged, and each
-  line keeps only what a terminal would show after its last carriage return (a tqdm bar's
-  final state instead of one output per update);
+* **stderr** -- progress bars and library warnings (what a terminal shows while a stage runs)
+  are dropped; consecutive stdout outputs of one cell are merged, each line keeping what a
+  terminal would show after its last carriage return;
+* **log records** -- the package logs to stdout with a timestamp; ``INFO`` records (progress:
+  "wrote ...", a task's MAP and seconds, which the displayed tables and the metrics files hold)
+  are dropped, ``WARNING`` and worse stay without their timestamp;
 * **absolute paths** -- the repository root becomes ``.`` and the home folder ``~`` in every
   text output;
-* **timestamps** -- papermill's start / end times and durations (per cell and for the notebook)
-  and Jupyter's execution timing metadata are dropped.
+* **timestamps** -- papermill's start / end times and durations (per cell and for the notebook),
+  its environment, Jupyter's execution timing metadata and widget state are dropped.
 
-Numbers a run prints (its training seconds, a validation's duration) stay: they are results.
-``strip_outputs`` (``clean --strip-outputs``) drops every output and execution count instead,
-for a notebook committed beside the metrics that hold its results: the project commits
-notebooks without outputs.
+What a notebook displays stays: the stage notebooks display results, not timings (the
+``latency`` stage's results are timings, so its notebook is the exception that changes per run).
+``strip_outputs`` (``clean --strip-outputs``) drops every output and execution count instead
+(the budget runs, whose hours of training are committed as metrics files only).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from pathlib import Path
 
 from uwe.io import write_text_atomic
 
-_VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "exception")
+_VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "exception", "environment_variables")
+# a record of uwe.runtime.setup's logging format: "2026-12-06 07:18:27,601 INFO name: message"
+_LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+                         r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
 def _terminal_text(text: str) -> str:
@@ -39,9 +47,23 @@ def _scrub_paths(text: str, root: str, home: str) -> str:
     return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home else text
 
 
+def _log_lines(text: str) -> str:
+    """``text`` without INFO / DEBUG log records, other records without their timestamp."""
+    keep = []
+    for line in text.split("\n"):
+        m = _LOG_RECORD.match(line)
+        if m is None:
+            keep.append(line)
+        elif m[1] not in ("DEBUG", "INFO"):
+            keep.append(line[m.start(1):])
+    return "\n".join(keep)
+
+
 def _clean_outputs(outputs: list[dict], root: str, home: str) -> list[dict]:
     merged: list[dict] = []
     for out in outputs:
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            continue
         if (out.get("output_type") == "stream" and merged
                 and merged[-1].get("output_type") == "stream"
                 and merged[-1].get("name") == out.get("name")):
@@ -53,14 +75,14 @@ def _clean_outputs(outputs: list[dict], root: str, home: str) -> list[dict]:
         merged.append(out)
     for out in merged:
         if out.get("output_type") == "stream":
-            text = _scrub_paths(_terminal_text(out["text"]), root, home)
+            text = _scrub_paths(_log_lines(_terminal_text(out["text"])), root, home)
             out["text"] = text.splitlines(keepends=True)
         for key in ("text/plain", "text/html", "text/markdown"):
             data = out.get("data", {}).get(key)
             if data is not None:
                 text = _scrub_paths("".join(data), root, home)
                 out["data"][key] = text.splitlines(keepends=True)
-    return merged
+    return [out for out in merged if out.get("output_type") != "stream" or out["text"]]
 
 
 def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None = None,
@@ -89,6 +111,7 @@ def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None =
             cell["outputs"] = _clean_outputs(cell["outputs"], root_s, home_s)
     for key in _VOLATILE_PAPERMILL:
         nb.get("metadata", {}).get("papermill", {}).pop(key, None)
+    nb.get("metadata", {}).pop("widgets", None)
     text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if text == raw:
         return False

@@ -1,6 +1,7 @@
 """The recipe-search table (``scripts/recipe_search.py``): one row per result file of
 ``metrics/recipes/`` (a parameterised training run validated on the heldout val splits), written
-into the README between :data:`RECIPES_START` and :data:`RECIPES_END`. Its own module, so that
+into ``docs/training-on-a-cpu.md`` (:data:`RECIPE_PAGE`) between :data:`RECIPES_START` and
+:data:`RECIPES_END`. Its own module, so that
 the stages that evaluate models do not import it."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from uwe.data import tasks as task_lib
 
+#: the page that holds the generated recipe table, relative to the repository root
+RECIPE_PAGE = "docs/training-on-a-cpu.md"
 RECIPES_START = "<!-- recipes:start -->"
 RECIPES_END = "<!-- recipes:end -->"
 

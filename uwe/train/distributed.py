@@ -4,7 +4,7 @@ Distributed (``torchrun``, ``WORLD_SIZE > 1``): gloo on CPU / nccl on CUDA, the 
 in DistributedDataParallel, sampler seed ``seed + rank``; token embeddings are all-gathered
 with gradient so each graph's in-batch negatives span the global batch, and the positive mask
 is rebuilt from the full graph for the gathered node ids (the gathering:
-:mod:`uwe.core.step`). Only rank 0 validates and writes.
+:mod:`uwe.train.step`). Only rank 0 validates and writes.
 """
 
 from __future__ import annotations

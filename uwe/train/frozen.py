@@ -9,7 +9,7 @@ of the same weights in eval mode up to the storage dtype's rounding (``float32``
 float tolerance; the default ``float16`` halves the memory, ~1e-3 relative).
 
 * The cache is built length-bucketed (texts of one token length per batch, so no padding,
-  and :func:`uwe.infer.numpy_engine.length_groups` orders the work), stored as one flat
+  and :func:`uwe.core.lengths.length_groups` orders the work), stored as one flat
   ``(n_tokens, d)`` tensor with per-text offsets and lengths, with a progress bar and a size
   report (``BottomCache.describe``).
 * **Texts the cache lacks** go through the frozen bottom at step time, without gradient. The
@@ -25,7 +25,7 @@ float tolerance; the default ``float16`` halves the memory, ~1e-3 relative).
   file and tokenizer config, ``K``, dtype, ``max_length``, torch and transformers versions,
   sha256 of the text list). A file that does not load or does not match its key is a miss
   (rebuilt and overwritten); it is written atomically (temp file + rename).
-* The top layers see the cached states padded per chunk (:func:`uwe.core.step.encode_sides`
+* The top layers see the cached states padded per chunk (:func:`uwe.train.step.encode_sides`
   sorts a step's texts by length, so padding is small) with the backbone's own attention-mask
   construction (``transformers.masking_utils.create_bidirectional_mask``), so attention
   implementation (eager / sdpa) and dtype handling are the model's.
@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from uwe.core.names import CACHE_DTYPES
-from uwe.infer.numpy_engine import length_groups
+from uwe.constants import CACHE_DTYPES
+from uwe.core.lengths import length_groups
 
 if TYPE_CHECKING:  # annotations only
     from uwe.core.batching import MultiGraphBatcher
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-assert tuple(DTYPES) == CACHE_DTYPES, "uwe.core.names.CACHE_DTYPES: the config checks these"
+assert tuple(DTYPES) == CACHE_DTYPES, "uwe.constants.CACHE_DTYPES: the config checks these"
 
 
 def _layers(backbone: nn.Module) -> nn.ModuleList:
@@ -152,7 +152,7 @@ def cache_key(encoder, k: int, texts: list[str], dtype: str) -> str:
     import transformers
 
     from uwe.io import file_sha256
-    from uwe.pretrained import resolve_model
+    from uwe.model.pretrained import resolve_model
 
     h = hashlib.sha256()
     meta = {"format": FORMAT_VERSION, "k": int(k), "dtype": dtype,
@@ -160,7 +160,7 @@ def cache_key(encoder, k: int, texts: list[str], dtype: str) -> str:
             "transformers": transformers.__version__}
     folder = Path(resolve_model(encoder.backbone_name)) if encoder.backbone_name else None
     if folder is not None and folder.is_dir():
-        from uwe.core.encoder import transformer_folder
+        from uwe.model.encoder import transformer_folder
 
         folder = transformer_folder(folder)
         for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -203,8 +203,8 @@ class BottomCache:
     @classmethod
     def build(cls, encoder, k: int, texts: Iterable[str], dtype: str = "float16",
               batch_size: int = 256, progress: bool = False) -> BottomCache:
-        """Run the frozen bottom of ``encoder`` (a :class:`uwe.core.encoder.TokenEncoder`) over each
-        distinct text once, in unpadded equal-length batches of ``batch_size``."""
+        """Run the frozen bottom of ``encoder`` (a :class:`uwe.model.encoder.TokenEncoder`) over
+        each distinct text once, in unpadded equal-length batches of ``batch_size``."""
         from tqdm.auto import tqdm
 
         if dtype not in DTYPES:
@@ -287,7 +287,7 @@ class BottomCache:
 
 
 class CachedTopEncoder(nn.Module):
-    """Training forward of a :class:`uwe.core.encoder.TokenEncoder` whose bottom ``k`` layers are
+    """Training forward of a :class:`uwe.model.encoder.TokenEncoder` whose bottom ``k`` layers are
     frozen: ``forward(texts) -> (emb (n, L, d), mask (n, L) bool)`` like the encoder's,
     cached bottom states (texts the cache lacks through the bottom at once) then the top
     layers with gradient. ``token_lengths`` answers from the cache where it can."""
@@ -336,7 +336,7 @@ class CachedTopEncoder(nn.Module):
         h[torch.tensor(missing, device=device), : hm.shape[1]] = hm.float()
         return h, mask
 
-    # what uwe.infer.model.UWEModel asks of its encoder besides forward / token_lengths
+    # what uwe.model.uwe_model.UWEModel asks of its encoder besides forward / token_lengths
     @property
     def device(self) -> torch.device:
         return self.encoder.device
@@ -372,12 +372,12 @@ def same_bottom(a: nn.Module, b: nn.Module, k: int) -> bool:
 
 
 def use_cached_bottom(model, cache: BottomCache, k: int, reference: nn.Module) -> bool:
-    """Evaluate ``model`` (a :class:`uwe.infer.model.UWEModel` trained with ``frozen_layers: k``)
-    through ``cache``: its encoder becomes a :class:`CachedTopEncoder`, so inference runs only
-    the top layers over cached bottom states of the texts the cache holds (others go through
-    the bottom at once). Done only if the model's bottom equals ``reference`` (the backbone the
-    cache was built with) weight for weight, so scores stay those of the full forward (float32
-    cache: float tolerance). -> whether it was done."""
+    """Evaluate ``model`` (a :class:`uwe.model.uwe_model.UWEModel` trained with
+    ``frozen_layers: k``) through ``cache``: its encoder becomes a :class:`CachedTopEncoder`, so
+    inference runs only the top layers over cached bottom states of the texts the cache holds
+    (others go through the bottom at once). Done only if the model's bottom equals
+    ``reference`` (the backbone the cache was built with) weight for weight, so scores stay those
+    of the full forward (float32 cache: float tolerance). -> whether it was done."""
     encoder = model.encoder
     if k < 1 or isinstance(encoder, CachedTopEncoder) or not same_bottom(
             encoder.backbone, reference, k):

@@ -1,7 +1,7 @@
 """UWE training loop (arXiv 2511.07969, Sec. "Training"): one shared encoder, all-pairs scores
 per graph, many-to-many InfoNCE summed over graphs (``uwe.core.losses.MultiGraphInfoNCE``).
 
-One step (:mod:`uwe.core.step`): every graph contributes a batch, all texts of the step are
+One step (:mod:`uwe.train.step`): every graph contributes a batch, all texts of the step are
 encoded together, each graph's sides are scored all-pairs in float32 and the weighted losses are
 summed; AdamW (no weight decay on biases / norms), linear warm-up then linear decay, gradient-
 norm clipping.
@@ -36,9 +36,8 @@ from safetensors.torch import load_model, save_model
 from uwe.config import TrainParams
 from uwe.core.batching import MultiGraphBatcher
 from uwe.core.losses import MultiGraphInfoNCE
-from uwe.core.step import make_optimizer, step_scores
-from uwe.infer.model import UWEModel, replace_dir, save
-from uwe.io import make_temp_dir, set_default_mode
+from uwe.io import make_temp_dir, replace_dir, set_default_mode
+from uwe.model.uwe_model import UWEModel, save
 from uwe.precision import autocast, cpu_isa, isa_line, native_bf16, resolve_precision
 from uwe.precision import describe as describe_precision
 from uwe.runtime import seed_everything
@@ -52,6 +51,7 @@ from uwe.train.checkpoint import (
 )
 from uwe.train.distributed import DistInfo, init_distributed
 from uwe.train.frozen import BottomCache, CachedTopEncoder, cache_texts, freeze_bottom
+from uwe.train.step import make_optimizer, step_scores
 from uwe.train.validation import load_val_sets, validate
 
 logger = logging.getLogger(__name__)
@@ -310,11 +310,12 @@ class Trainer:
         """Rank 0: the best model (or the last one without validation) -> ``out_dir``."""
         best = self.ckpt_dir / "best"
         if self.best_step is not None and best.is_dir():
-            tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(best, tmp)
-            replace_dir(tmp, self.out_dir)
+            tmp = make_temp_dir(self.out_dir)
+            try:
+                shutil.copytree(best, tmp, dirs_exist_ok=True)
+                replace_dir(tmp, self.out_dir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         else:
             save(self.model, self.out_dir, self.extra_config(None))
         logger.info("model written to %s (best step %s)", self.out_dir, self.best_step)
@@ -409,7 +410,7 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
     ``True`` continues it (ValueError if it belongs to another config), ``"auto"`` continues a
     matching one and discards any other (what a pipeline stage re-run after a change needs).
     """
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
 
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
@@ -433,3 +434,35 @@ def train(cfg: TrainParams, *, seed: int, data_root: str | Path = "data/curated"
     finally:
         if info.created:
             dist.destroy_process_group()
+
+
+class TrainingStopped(RuntimeError):
+    """A run stopped by SIGTERM / SIGINT before its last step: checkpointed (the same command
+    resumes it), no model published, ``metrics/train.json`` left as it was."""
+
+
+def train_main_model(params: Any, root: str | Path, resume: bool | str = "auto",
+                     progress: bool = True) -> dict:
+    """The ``train`` stage: :func:`train` on ``params.train`` with the paths of ``params`` under
+    ``root`` (model ``train.out_dir``, checkpoints ``train.checkpoint_dir``, the step log
+    ``metrics/train_log.csv``); rank 0 then writes ``metrics/train.json``. The one entry of
+    ``notebooks/02_train.ipynb`` and ``scripts/train.py`` (one GPU or ``torchrun``), so both
+    resume alike (``"auto"``: continue a checkpoint of this configuration, discard any other)
+    and stop alike: a run stopped by a signal raises :class:`TrainingStopped`."""
+    from uwe.io import write_json
+
+    root = Path(root)
+    summary = train(params.train, seed=params.seed, data_root=root / params.curate.out_dir,
+                    out_dir=root / params.train.out_dir,
+                    checkpoint_dir=root / params.train.checkpoint_dir,
+                    log_path=root / "metrics" / "train_log.csv", resume=resume,
+                    progress=progress)
+    if summary["stopped"] == "signal":  # checkpointed, nothing published: not a success
+        raise TrainingStopped(
+            f"stopped by a signal at step {summary['steps_done']} of {summary['steps']}: no "
+            f"model written, metrics/train.json left as it was; the checkpoint in "
+            f"{root / params.train.checkpoint_dir} resumes it: run the same command again")
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(root / "metrics" / "train.json",
+                   {k: v for k, v in summary.items() if k != "out_dir"})
+    return summary

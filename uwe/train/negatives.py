@@ -35,8 +35,8 @@ def embed_mean(encode: Callable, token_lengths: Callable, texts: list[str],
                batch_size: int = 256) -> np.ndarray:
     """Mean-pooled, L2-normalised embeddings ``(n, d)`` float32 of ``texts`` through the
     ``encode(texts) -> (emb, mask)`` forward, in equal-length batches (no padding)."""
+    from uwe.core.lengths import length_groups
     from uwe.core.scoring import mean_pool
-    from uwe.infer.numpy_engine import length_groups
 
     out = None
     with torch.no_grad():
@@ -85,7 +85,7 @@ def mine_graphs(samplers: dict, encode: Callable, token_lengths: Callable, pool:
             from uwe.train.frozen import default_cache_dir
 
             h = hashlib.sha256(f"hardneg-v1|{model_key}|{pool}|".encode())
-            h.update(s._edge_keys.tobytes())
+            h.update(s.edge_keys.tobytes())
             h.update("\0".join(s.left_texts).encode() + b"\1" + "\0".join(s.right_texts).encode())
             folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
             path = folder / f"hardneg-{name}-{h.hexdigest()[:24]}.npy"
@@ -100,7 +100,7 @@ def mine_graphs(samplers: dict, encode: Callable, token_lengths: Callable, pool:
                     logger.warning("hard-negative pool %s unreadable (%s): mined again", path, err)
         left = embed_mean(encode, token_lengths, s.left_texts)
         right = embed_mean(encode, token_lengths, s.right_texts)
-        out[name] = mine_pool(left, right, s._offsets, s._neighbours, pool)
+        out[name] = mine_pool(left, right, *s.adjacency(), pool)
         if path is not None:
             try:
                 from uwe.io import atomic_path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uwe.infer.model import UWEModel
+from uwe.model.uwe_model import UWEModel
 
 VAL_SEED = 0
 
@@ -40,7 +40,7 @@ def load_val_sets(root: str | Path, tasks: list[str] | None, max_queries: int | 
 def validate(model: UWEModel, val_sets: list) -> tuple[float, dict[str, float]]:
     """``(macro MAP, {task: MAP})``. Every distinct target text of all tasks is encoded once
     (the ESCO skill spaces of several tasks overlap almost entirely)."""
-    from uwe.bench.metrics import ranking_metrics
+    from uwe.core.metrics import ranking_metrics
     from uwe.data.tasks import macro_average
 
     union = list(dict.fromkeys(t for ds in val_sets for t in ds.targets))

@@ -1,5 +1,5 @@
 """What a model folder is, in words: the model card (``README.md``) that
-:func:`uwe.infer.model.save` writes into every folder, and ``uwe info``'s summary
+:func:`uwe.model.uwe_model.save` writes into every folder, and ``uwe info``'s summary
 (:func:`describe_model`).
 
 As a sentence-transformers model on the Hugging Face hub carries one, a UWE folder says what it
@@ -116,7 +116,7 @@ def model_card(config: dict[str, Any], name: str = "UWE model") -> str:
 
 def _library_use(config: dict[str, Any]) -> list[str]:
     """The card's sentence-transformers section: which class loads the folder, five lines."""
-    from uwe.infer.st_folder import library_class
+    from uwe.model.st_folder import library_class
 
     scorer = str(config.get("scorer", "sli"))
     cls = library_class(scorer)
@@ -185,7 +185,7 @@ def describe_model(path: str | Path) -> dict[str, Any]:
     config_path = folder / "uwe_config.json"
     if not config_path.is_file():
         raise CLIError(f"not a UWE model folder (no uwe_config.json): {folder}")
-    from uwe.infer.folder import read_json_object
+    from uwe.model.folder import read_json_object
 
     cfg = read_json_object(config_path)
     weights = folder / "model.safetensors"

@@ -25,7 +25,7 @@ from uwe.config import TrainParams
 from uwe.core.batching import GraphBatch, MultiGraphBatcher
 
 if TYPE_CHECKING:  # annotations only
-    from uwe.infer.model import UWEModel
+    from uwe.model.uwe_model import UWEModel
     from uwe.train.distributed import DistInfo
 
 

@@ -1,12 +1,12 @@
 """A UWE model folder on disk, checked before anything is loaded from it (no torch import).
 
-:func:`uwe.infer.model.save` writes the folder: the backbone (``config.json``,
+:func:`uwe.model.uwe_model.save` writes the folder: the backbone (``config.json``,
 ``model.safetensors``),
 the tokenizer (``tokenizer.json`` and ``tokenizer_config.json``) and ``uwe_config.json``.
 :func:`check_model_folder` checks that it is whole and consistent, so that a damaged copy is
 one line naming what is wrong (:class:`uwe.errors.InputError`) and not a model that loads and
-ranks nonsense; :func:`uwe.infer.model.load` and :class:`uwe.infer.numpy_engine.NumpyUWE` call it
-(``uwe info`` reads the configs through :func:`read_json_object`).
+ranks nonsense; :func:`uwe.model.uwe_model.load` and :class:`uwe.infer.numpy_engine.NumpyUWE`
+call it (``uwe info`` reads the configs through :func:`read_json_object`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
-from uwe.core.names import SCORER_NAMES
+from uwe.constants import SCORER_NAMES
 from uwe.errors import InputError
 
 UWE_CONFIG = "uwe_config.json"
 WEIGHTS = "model.safetensors"
-# what a UWE folder must hold (uwe.infer.model.save writes them); the tokenizer is tokenizer.json
-# (a fast tokenizer) or vocab.txt (a WordPiece vocabulary)
+# what a UWE folder must hold (uwe.model.uwe_model.save writes them); the tokenizer is
+# tokenizer.json (a fast tokenizer) or vocab.txt (a WordPiece vocabulary)
 MODEL_FILES = (UWE_CONFIG, "config.json", WEIGHTS, "tokenizer_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 UWE_CONFIG_KEYS = ("scorer", "attention_temperature", "max_length")
@@ -53,7 +53,7 @@ def read_uwe_config(folder: str | Path) -> dict:
     if missing:
         raise InputError(f"{path}: missing key{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(map(repr, missing))}; the folder was not written by "
-                         f"uwe.infer.model.save")
+                         f"uwe.model.uwe_model.save")
     backbone = Path(folder) / "config.json"
     check_uwe_config(config, path, read_json_object(backbone) if backbone.is_file() else None)
     return config

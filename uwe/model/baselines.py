@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from uwe.pretrained import SentenceEncoder
+from uwe.constants import LEXICAL_MODELS
+from uwe.model.pretrained import SentenceEncoder
 
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
-LEXICAL = ("bm25", "tfidf_char")
+LEXICAL = LEXICAL_MODELS
 _ENCODER_KW = frozenset({"device", "batch_size", "max_length", "progress", "text_cache_mb",
-                         "engine"})
+                         "backend"})
 
 
 def word_tokenize(text: str) -> list[str]:
@@ -39,9 +40,11 @@ def word_tokenize(text: str) -> list[str]:
 
 
 class _Scorer:
-    """``score`` in terms of ``index_targets`` + ``score_index``."""
+    """``score`` in terms of ``index_targets`` + ``score_index``; ``kind`` as the registry
+    names it (:data:`uwe.model.registry.MODEL_KINDS`)."""
 
     name: str
+    kind = "lexical"
 
     def index_targets(self, targets: list[str]) -> Any:
         raise NotImplementedError
@@ -143,7 +146,7 @@ ENGINES = ("auto", "torch", "onnx")
 def resolve_engine(engine: str, device: str = "auto") -> str:
     """``torch`` or ``onnx`` for :class:`EmbeddingBaseline` (see there); ValueError for an
     unknown engine or ``onnx`` on a CUDA device."""
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
 
     if engine not in ENGINES:
         from uwe.errors import unknown
@@ -162,13 +165,15 @@ def resolve_engine(engine: str, device: str = "auto") -> str:
 class EmbeddingBaseline(_Scorer):
     """Cosine of L2-normalised sentence embeddings; the index is the target matrix (n_t, d).
 
-    ``engine``: ``torch`` (the ``SentenceTransformer``), ``onnx`` (the same transformer in ONNX
-    Runtime, :class:`uwe.infer.ort.OrtModel`: mean pooling over unpadded groups of one token length,
-    then unit rows; mean-pooling models only, CPU only) or ``auto`` (``onnx`` when ``device``
-    resolves to the CPU and ``onnxruntime`` is installed, else ``torch``). The two give the same
-    embeddings up to float rounding (``tests/test_ort.py``); on 2 CPU cores ONNX Runtime
-    evaluates all-mpnet-base-v2 on the three families in 21 min against 30 through torch.
+    ``backend``: None runs the ``SentenceTransformer`` in torch; serving passes the same
+    transformer in ONNX Runtime (:func:`uwe.infer.loader.load_model` with ``engine`` ``onnx``, or
+    ``auto``: :func:`resolve_engine`; mean pooling over unpadded groups of one token length,
+    then unit rows; mean-pooling models only, CPU only). The two give the same embeddings up to
+    float rounding (``tests/test_ort.py``); on 2 CPU cores ONNX Runtime evaluates
+    all-mpnet-base-v2 on the three families in 21 min against 30 through torch.
     """
+
+    kind = "embedding"
 
     def __init__(
         self,
@@ -178,14 +183,9 @@ class EmbeddingBaseline(_Scorer):
         max_length: int | None = None,
         progress: bool = True,
         text_cache_mb: float = 0,
-        engine: str = "torch",
+        backend: Any = None,
     ):
         self.name = str(name)
-        backend = None
-        if resolve_engine(engine, device) == "onnx":
-            from uwe.infer.ort import OrtModel
-
-            backend = OrtModel.from_sentence_transformer(str(name))
         self.encoder = SentenceEncoder(
             name, device=device, batch_size=batch_size, max_length=max_length, progress=progress,
             text_cache_mb=text_cache_mb, backend=backend,
@@ -203,7 +203,7 @@ def make_model(name: str, **kw) -> _Scorer:
     """``"bm25"``, ``"tfidf_char"`` or an embedding model name / folder / hub id.
 
     ``kw`` goes to the model's constructor; the encoder options (``device``, ``batch_size``,
-    ``max_length``, ``progress``, ``text_cache_mb``, ``engine``) are accepted and ignored by the
+    ``max_length``, ``progress``, ``text_cache_mb``, ``backend``) are accepted and ignored by the
     lexical models.
     A name that cannot be loaded raises ValueError naming it.
     """
@@ -213,14 +213,3 @@ def make_model(name: str, **kw) -> _Scorer:
         lexical_kw = {k: v for k, v in kw.items() if k not in _ENCODER_KW}
         return (BM25Baseline if name == "bm25" else TfidfCharBaseline)(**lexical_kw)
     return EmbeddingBaseline(str(name), **kw)
-
-
-def model_slug(name: str) -> str:
-    """File-name-safe short name: the last path part, other characters than ``[A-Za-z0-9._-]``
-    replaced by ``_``; e.g. ``sentence-transformers/all-MiniLM-L6-v2`` -> ``all-MiniLM-L6-v2``.
-    """
-    last = str(name).rstrip("/\\").replace("\\", "/").split("/")[-1]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", last).strip("._")
-    if not slug:
-        raise ValueError(f"cannot make a file name from model name {name!r}")
-    return slug

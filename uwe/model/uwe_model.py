@@ -1,7 +1,7 @@
 """The UWE model: one shared token encoder + a late-interaction scorer (arXiv 2511.07969).
 
-* :class:`uwe.core.encoder.TokenEncoder` -- the backbone and its tokenizer (the method's
-  encoder, in :mod:`uwe.core`).
+* :class:`uwe.model.encoder.TokenEncoder` -- the backbone and its tokenizer (the method's
+  encoder, in this model floor).
 * :class:`UWEModel` -- encoder + scorer name (:mod:`uwe.core.scoring`) + ``attention_temperature``,
   with the harness contract ``index = index_targets(targets)``,
   ``score_index(queries, index) -> (n_q, n_t) float32`` (``scores[i, j]`` = query ``i`` vs
@@ -14,16 +14,18 @@ to its own longest text; the batches of one length are joined into one bucket --
 on the model's device, queries of one ``score_index`` call likewise, so that each length is one
 score block -- and every query bucket is scored against every target bucket in target chunks
 sized so that one ``(queries, targets, Lq, Lt)`` intermediate holds at most ``score_budget``
-elements (on CPU the chunks run side by side, one per thread). Scores do not depend on batch
-sizes or padding (beyond float rounding).
+elements. Scores do not depend on batch sizes or padding (beyond float rounding).
+
+The model floor scores in torch alone (:func:`uwe.core.scoring.sli_unpadded_blocks`, what
+training validates with). Serving swaps in a faster block scorer of the same signature
+(``sli_blocks``: :func:`uwe.infer.dense.sli_dense_blocks`, the fused Numba kernel with the chunks
+side by side on CPU threads); the scores agree up to float rounding.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,20 +35,26 @@ import torch
 import torch.nn.functional as F
 
 from uwe import __version__
-from uwe.core.encoder import TokenEncoder, drop_pooler, load_backbone
-from uwe.core.scoring import ATTENTION_UNIT, EPS, get_scorer, mean_pool
-from uwe.infer.dense import sli_dense_blocks, unit_and_norm
-from uwe.infer.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
-from uwe.infer.model_card import CARD_FILE, model_card
-from uwe.infer.numpy_engine import length_groups
-from uwe.infer.st_folder import write_st_files
-from uwe.infer.textcache import TextCache
-from uwe.io import make_temp_dir, set_default_mode
+from uwe.constants import EPS
+from uwe.core.lengths import length_groups
+from uwe.core.scoring import (
+    ATTENTION_UNIT,
+    POOLED_TARGET_SCORERS,
+    get_scorer,
+    mean_pool,
+    pooled_target_scores,
+    sli_unpadded_blocks,
+    unit_and_norm,
+)
+from uwe.io import make_temp_dir, replace_dir, set_default_mode
+from uwe.model.encoder import TokenEncoder, drop_pooler, load_backbone
+from uwe.model.folder import MODEL_FILES, UWE_CONFIG, check_model_folder, check_tokenizer_size
+from uwe.model.model_card import CARD_FILE, model_card
+from uwe.model.st_folder import write_st_files
+from uwe.model.textcache import TextCache
 
-REQUIRED_FILES = MODEL_FILES  # and a tokenizer file: uwe.infer.folder.check_model_folder
+REQUIRED_FILES = MODEL_FILES  # and a tokenizer file: uwe.model.folder.check_model_folder
 FORMAT_VERSION = 1
-# scorers whose target side is one unit mean-pooled vector per target
-POOLED_TARGET_SCORERS = ("mean", "sli_mean_target")
 
 
 @dataclass
@@ -123,15 +131,21 @@ class UWEModel:
     """Encoder + scorer. ``batch_size``: texts per encoder forward at inference;
     ``score_budget``: max elements of one ``(queries, targets, Lq, Lt)`` scoring intermediate
     (None: 2**21 on CPU, where small cache-friendly blocks measured fastest, 2**26 on GPU).
-    ``text_cache_mb`` > 0 keeps each encoded text's token embeddings (:mod:`uwe.infer.textcache`),
+    ``text_cache_mb`` > 0 keeps each encoded text's token embeddings (:mod:`uwe.model.textcache`),
     so a text met again (a skill label as a target of one task and a query of the next) is
-    not encoded again; only for frozen weights (off by default; training never sets it)."""
+    not encoded again; only for frozen weights (off by default; training never sets it).
+    ``sli_blocks`` scores one unpadded query bucket against unpadded target chunks
+    (``fn(q_unit, q_norm, [(t_unit, t_norm)], attention_temperature) -> [(b_q, b_t)]``); None
+    is the torch path :func:`uwe.core.scoring.sli_unpadded_blocks`. ``kind`` is ``"uwe"``: the
+    registry's name for a model of this class (:mod:`uwe.model.registry`)."""
+
+    kind = "uwe"
 
     def __init__(self, encoder: TokenEncoder, scorer: str = "sli",
                  attention_temperature: float = 0.1, batch_size: int = 128,
                  score_budget: int | None = None, name: str | None = None,
                  config: dict | None = None, progress: bool = False,
-                 text_cache_mb: float = 0):
+                 text_cache_mb: float = 0, sli_blocks=None):
         self.scorer = get_scorer(scorer)  # ValueError for an unknown name
         if not attention_temperature > 0:
             raise ValueError(f"attention_temperature must be > 0, got {attention_temperature}")
@@ -141,13 +155,14 @@ class UWEModel:
         self.name = name or encoder.backbone_name or "uwe"
         self.config = dict(config or {})
         self.text_cache = TextCache(text_cache_mb) if text_cache_mb else None
+        self.sli_blocks = sli_blocks or sli_unpadded_blocks
 
     @classmethod
     def from_backbone(cls, name_or_path: str | Path, scorer: str = "sli",
                       attention_temperature: float = 0.1, max_length: int = 64,
                       device: str = "auto", **kwargs) -> UWEModel:
         """An untuned UWE model on a pretrained backbone (the "untuned backbone" row)."""
-        from uwe.pretrained import resolve_device
+        from uwe.model.pretrained import resolve_device
 
         get_scorer(scorer)
         encoder = TokenEncoder.from_pretrained(name_or_path, max_length=max_length)
@@ -223,20 +238,13 @@ class UWEModel:
     def _score_block(self, q: Bucket, index: TargetIndex) -> torch.Tensor:
         """Scores of one query bucket vs every target: ``(b_q, n_t)`` in target order.
 
-        SLI on unpadded buckets takes the dense kernel (:func:`uwe.infer.dense.sli_dense_blocks`,
-        all target chunks in one call); ``mean`` and ``sli_mean_target`` one product with the
+        SLI on unpadded buckets takes the block scorer ``sli_blocks`` (all target chunks in one
+        call); ``mean`` and ``sli_mean_target`` one product with the
         pooled targets (:meth:`TargetIndex.pooled`); other scorers, or padded buckets, the
         general masked all-pairs scorer."""
         b_q, l_q = q.mask.shape
         if self.scorer_name in POOLED_TARGET_SCORERS and len(index):
-            t = index.pooled()  # (n_t, d)
-            if self.scorer_name == "mean":
-                return F.normalize(mean_pool(q.emb, q.mask), dim=-1, eps=EPS) @ t.T
-            qe = q.emb.masked_fill(~q.mask[..., None], 0)  # padded tokens exactly zero
-            qn = F.normalize(qe, dim=-1, eps=EPS)  # (b_q, Lq, d)
-            tok = qn.reshape(-1, qn.shape[-1]) @ t.T  # (b_q * Lq, n_t)
-            denom = q.mask.sum(1, keepdim=True).clamp_min(1).to(tok.dtype)  # (b_q, 1)
-            return tok.reshape(b_q, l_q, -1).sum(1) / denom  # (b_q, n_t)
+            return pooled_target_scores(self.scorer_name, q.emb, q.mask, index.pooled())
         budget = self.score_budget or (2**26 if q.emb.device.type == "cuda" else 2**22)
         out = q.emb.new_zeros(b_q, len(index))  # (b_q, n_t)
         # sli_cos = SLI over unit tokens: the dense kernel with every norm 1 (raw dot = cosine)
@@ -256,10 +264,10 @@ class UWEModel:
                                       attention_temperature=self.attention_temperature,
                                       target_chunk=chunk)  # (b_q, b_t)
             out.index_copy_(1, t.index, s.float())
-        if blocks:  # on CPU the blocks run side by side, one per thread (sli_dense_blocks)
+        if blocks:  # serving's sli_blocks runs them side by side, one per CPU thread
             qu, qn = q.unit_norm()
             qn = torch.ones_like(qn) if unit else qn
-            for idx, s in zip(where, sli_dense_blocks(qu, qn, blocks, self.attention_temperature),
+            for idx, s in zip(where, self.sli_blocks(qu, qn, blocks, self.attention_temperature),
                               strict=True):
                 out.index_copy_(1, idx, s.float())
         return out
@@ -297,9 +305,9 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
 
     ``uwe_config.json`` = the core keys (uwe version, backbone, scorer, attention temperature,
     max length) plus ``extra_config`` (training params, graphs, data, ...; core keys win);
-    ``README.md`` = the model card made from it (:mod:`uwe.infer.model_card`); and the
+    ``README.md`` = the model card made from it (:mod:`uwe.model.model_card`); and the
     sentence-transformers files that make the folder load exactly in that library
-    (:mod:`uwe.infer.st_folder`).
+    (:mod:`uwe.model.st_folder`).
     """
     path = Path(path)
     tmp = make_temp_dir(path)
@@ -328,24 +336,13 @@ def save(model: UWEModel, path: str | Path, extra_config: dict | None = None) ->
     return path
 
 
-def replace_dir(src: Path, dest: Path) -> None:
-    """Move folder ``src`` to ``dest``, replacing an existing ``dest`` (two renames)."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
     """Load a UWE folder written by :func:`save` (by this or an older version of the project),
     or a sentence-transformers folder (:func:`load_st_folder`); ``kwargs`` go to
     :class:`UWEModel`. A folder that is neither, or damaged, is one line naming what is wrong."""
     from transformers import AutoTokenizer
 
-    from uwe.pretrained import resolve_device
+    from uwe.model.pretrained import resolve_device
 
     path = Path(path)
     if not (path / UWE_CONFIG).is_file() and (path / "modules.json").is_file():
@@ -365,14 +362,14 @@ def load(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
 
 def load_st_folder(path: str | Path, device: str = "auto", **kwargs) -> UWEModel:
     """A sentence-transformers folder as the UWE model that ranks as the library does
-    (:func:`uwe.infer.st_folder.read_st_folder`: a mean-pooling ``SentenceTransformer`` ->
+    (:func:`uwe.model.st_folder.read_st_folder`: a mean-pooling ``SentenceTransformer`` ->
     scorer ``mean``; a ``MultiVectorEncoder`` of normalised tokens -> ``maxsim``), at its
     ``max_seq_length``; one line naming the file and module when it computes anything else."""
     from transformers import AutoTokenizer
 
-    from uwe.infer.folder import check_uwe_config, read_json_object
-    from uwe.infer.st_folder import read_st_folder
-    from uwe.pretrained import resolve_device
+    from uwe.model.folder import check_uwe_config, read_json_object
+    from uwe.model.pretrained import resolve_device
+    from uwe.model.st_folder import read_st_folder
 
     path = Path(path)
     st = read_st_folder(path)

@@ -128,7 +128,7 @@ def read_st_folder(root: str | Path) -> STFolder:
     one InputError naming the file and the module when the library would compute something
     UWE cannot (another pooling, a projection, lower-casing, a default prompt, a similarity
     whose ranking differs from the UWE scorer's), so that no model loads as a different one."""
-    from uwe.infer.folder import read_json_object
+    from uwe.model.folder import read_json_object
 
     root = Path(root)
     modules_path = root / "modules.json"
@@ -229,7 +229,7 @@ def read_st_folder(root: str | Path) -> STFolder:
 def _tokenizer_max_length(folder: Path) -> int:
     """The library's fallback when sentence_bert_config.json has no max_seq_length: the
     tokenizer's ``model_max_length`` within the backbone's positions."""
-    from uwe.infer.folder import read_json_object
+    from uwe.model.folder import read_json_object
 
     limits = []
     tok = folder / "tokenizer_config.json"

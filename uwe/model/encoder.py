@@ -60,10 +60,11 @@ class TokenEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, max_length: int = 64) -> TokenEncoder:
-        """Load a backbone by name (``uwe.pretrained.resolve_model``) or from a local folder."""
+        """Load a backbone by name (``uwe.model.pretrained.resolve_model``) or from a local
+        folder."""
         from transformers import AutoModel, AutoTokenizer
 
-        from uwe.pretrained import resolve_model
+        from uwe.model.pretrained import resolve_model
 
         resolved = resolve_model(name_or_path)
         if Path(resolved).is_dir():
@@ -106,13 +107,13 @@ class TokenEncoder(nn.Module):
 def load_backbone(path: str | Path, pooler: bool | None = None):
     """The float32 ``AutoModel`` saved in ``path`` (safetensors only), loaded strictly: its
     tensors must be exactly those ``config.json`` describes, shapes included
-    (:func:`uwe.infer.folder.check_tensors`), else one :class:`uwe.errors.InputError` naming
+    (:func:`uwe.model.folder.check_tensors`), else one :class:`uwe.errors.InputError` naming
     the tensor; the library's load table is not printed. ``pooler`` None = build the [CLS]
     pooler head when the weights have one (UWE never runs it)."""
     import transformers
     from transformers import AutoConfig, AutoModel
 
-    from uwe.infer.folder import OPTIONAL_TENSORS, check_tensors, tensor_shapes
+    from uwe.model.folder import OPTIONAL_TENSORS, check_tensors, tensor_shapes
 
     path = Path(path)
     try:
