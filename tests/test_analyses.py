@@ -128,12 +128,13 @@ def test_paths_of_a_run(tmp_path):
 def test_run_frame_has_one_row_per_seed():
     ev = {"groups": {"job2skill": {"map": 0.1, "rp@10": 0.2}},
           "macro": {"map": 0.1, "rp@10": 0.2}}
-    result = {"seeds": [{"seed": 0, "training": {"seconds": 3.0}, "evaluation": ev},
+    result = {"seeds": [{"seed": 0, "training": {"seconds": 3.0, "best_step": 8},
+                         "evaluation": ev},
                         {"seed": 1, "training": None, "evaluation": ev}]}
     df = analyses.run_frame(result)
     assert list(df["seed"]) == [0, 1]
     assert df.loc[0, "job2skill MAP"] == 10.0 and df.loc[1, "macro RP@10"] == 20.0
-    assert df.loc[0, "train seconds"] == 3.0
+    assert df.loc[0, "best step"] == 8 and "train seconds" not in df  # results, not timings
 
 
 def test_macro_tasks_in_group_order(tmp_path):

@@ -29,7 +29,10 @@ def _notebook(root, home):
                   "text": ["2026-12-06 07:18:28,000 WARNING uwe.bench.latency: no ratio\n"]},
                  {"output_type": "execute_result", "execution_count": 1, "metadata": {},
                   "data": {"text/plain": [f"PosixPath('{root}/metrics/a.json')"]}}]},
-            {"cell_type": "markdown", "source": ["# title"], "metadata": {}}],
+            {"cell_type": "code", "id": "d2605ead", "source": ["# Parameters\nrun = 'sj'"],
+             "execution_count": 2, "outputs": [],
+             "metadata": {"tags": ["injected-parameters"]}},
+            {"cell_type": "markdown", "id": "a5309faf", "source": ["# title"], "metadata": {}}],
         "metadata": {"papermill": {"start_time": "s", "end_time": "e", "duration": 9.0,
                                    "parameters": {"run": "sj"}}},
         "nbformat": 4, "nbformat_minor": 5}
@@ -52,6 +55,8 @@ def test_clean_keeps_results_and_drops_bars_logs_paths_and_times(tmp_path):
     assert "INFO" not in out and "119.2 s" not in out  # a progress record and its seconds
     assert out.endswith("WARNING uwe.bench.latency: no ratio\n")  # kept, without its time
     assert cell["outputs"][-1]["data"]["text/plain"] == ["PosixPath('./metrics/a.json')"]
+    # papermill's injected cell gets a random id per run; the notebook's own cells keep theirs
+    assert [c.get("id") for c in nb["cells"]] == [None, "injected-parameters", "a5309faf"]
     before = path.read_bytes()
     assert notebooks.clean_notebook(path, root, home) is False  # idempotent
     assert path.read_bytes() == before

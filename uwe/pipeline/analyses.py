@@ -409,7 +409,9 @@ def prune_models(spec: RunSpec, root: str | Path) -> list[Path]:
 
 
 def run_frame(result: dict) -> pd.DataFrame:
-    """One row per seed: MAP and RP@10 (%) per task group and macro, and training seconds."""
+    """One row per seed: MAP and RP@10 (%) per task group and macro, and the step validation
+    kept (the seconds stay in the metrics file: an executed notebook displays results, not
+    timings)."""
     rows = []
     for entry in result["seeds"]:
         ev = entry["evaluation"]
@@ -418,6 +420,6 @@ def run_frame(result: dict) -> pd.DataFrame:
             for metric, label in (("map", "MAP"), ("rp@10", "RP@10")):
                 v = values.get(metric)
                 row[f"{unit} {label}"] = None if v is None else round(100 * v, 1)
-        row["train seconds"] = (entry["training"] or {}).get("seconds")
+        row["best step"] = (entry["training"] or {}).get("best_step")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,7 +14,9 @@ that running an unchanged stage again writes the same bytes.
 * **absolute paths** -- the repository root becomes ``.`` and the home folder ``~`` in every
   text output;
 * **timestamps** -- papermill's start / end times and durations (per cell and for the notebook),
-  its environment, Jupyter's execution timing metadata and widget state are dropped.
+  its environment, Jupyter's execution timing metadata and widget state are dropped;
+* **the injected cell's id** -- papermill gives its ``injected-parameters`` cell a random id per
+  run; it becomes ``injected-parameters``.
 
 What a notebook displays stays: the stage notebooks display results, not timings (the
 ``latency`` stage's results are timings, so its notebook is the exception that changes per run).
@@ -102,6 +104,8 @@ def clean_notebook(path: str | Path, root: str | Path, home: str | Path | None =
     home_s = str(Path(home) if home is not None else Path.home())
     for cell in nb["cells"]:
         meta = cell.get("metadata", {})
+        if "injected-parameters" in meta.get("tags", []) and "id" in cell:
+            cell["id"] = "injected-parameters"
         for key in _VOLATILE_PAPERMILL:
             meta.get("papermill", {}).pop(key, None)
         meta.pop("execution", None)

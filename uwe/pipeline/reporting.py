@@ -145,7 +145,8 @@ def write_results_table(df: pd.DataFrame, out_stem: str | Path) -> tuple[Path, P
 
 
 def per_task_frame(results_by_family: dict[str, dict]) -> pd.DataFrame:
-    """One row per (family, task) of freshly computed results: MAP and RP@10 in %, sizes, time."""
+    """One row per (family, task) of freshly computed results: MAP and RP@10 in %, sizes (the
+    seconds stay in the metrics files: an executed notebook displays results, not timings)."""
     rows = []
     for family, res in results_by_family.items():
         for task, values in res["tasks"].items():
@@ -156,7 +157,6 @@ def per_task_frame(results_by_family: dict[str, dict]) -> pd.DataFrame:
                 "RP@10": _pct(values.get("rp@10")),
                 "queries": values.get("n_queries"),
                 "targets": values.get("n_targets"),
-                "seconds": values.get("seconds"),
             })
         macro = res.get("macro") or {}
         rows.append({"family": family, "task": "macro (6 groups)", "MAP": _pct(macro.get("map")),
