@@ -23,6 +23,7 @@ def _notebook(root, home):
                  {"output_type": "stream", "name": "stdout",
                   "text": [f"model written to {root}/models/x/seed0 (best step 4)\n",
                            f"cache {home}/.cache/uwe/frozen, {root}_other stays\n",
+                           "mirror: /somewhere/shared/data\n",
                            "2026-12-06 07:18:27,601 INFO uwe.bench.evaluation: MAP 85.6 "
                            "(119.2 s)\n"]},
                  {"output_type": "stream", "name": "stdout",
@@ -51,7 +52,8 @@ def test_clean_keeps_results_and_drops_bars_logs_paths_and_times(tmp_path):
     assert [o["name"] for o in streams] == ["stdout"]  # stderr (the bar) gone, stdout merged
     out = "".join(streams[0]["text"])
     assert "model written to ./models/x/seed0" in out and "~/.cache/uwe/frozen" in out
-    assert f"{root}_other stays" in out  # another folder that starts like the root
+    assert "../repo_other stays" in out  # a folder beside it that starts like the root
+    assert "mirror: ../shared/data" in out  # a folder beside the repository
     assert "INFO" not in out and "119.2 s" not in out  # a progress record and its seconds
     assert out.endswith("WARNING uwe.bench.latency: no ratio\n")  # kept, without its time
     assert cell["outputs"][-1]["data"]["text/plain"] == ["PosixPath('./metrics/a.json')"]

@@ -11,8 +11,8 @@ that running an unchanged stage again writes the same bytes.
 * **log records** -- the package logs to stdout with a timestamp; ``INFO`` records (progress:
   "wrote ...", a task's MAP and seconds, which the displayed tables and the metrics files hold)
   are dropped, ``WARNING`` and worse stay without their timestamp;
-* **absolute paths** -- the repository root becomes ``.`` and the home folder ``~`` in every
-  text output;
+* **absolute paths** -- the repository root becomes ``.``, the folder that holds it ``..`` (the
+  data mirror beside it: ``../shared/data``) and the home folder ``~`` in every text output;
 * **timestamps** -- papermill's start / end times and durations (per cell and for the notebook),
   its environment, Jupyter's execution timing metadata and widget state are dropped;
 * **the injected cell's id** -- papermill gives its ``injected-parameters`` cell a random id per
@@ -45,7 +45,11 @@ def _terminal_text(text: str) -> str:
 
 
 def _scrub_paths(text: str, root: str, home: str) -> str:
-    text = re.sub(re.escape(root.rstrip("/")) + r"(?=/|\b)", ".", text)
+    root = root.rstrip("/")
+    text = re.sub(re.escape(root) + r"(?=/|\b)", ".", text)
+    parent = root.rsplit("/", 1)[0]
+    if len(parent) > 1:  # a folder beside the repository (the data mirror ../shared/data)
+        text = re.sub(re.escape(parent) + r"(?=/)", "..", text)
     return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home else text
 
 
