@@ -1,25 +1,81 @@
-"""MAP and batch-1 scoring time of the SLI target-token layouts of the ONNX engine, per task.
+"""The SLI target-token layouts of the ONNX engine: speed against the machine's memory bandwidth,
+index size and MAP change, per layout, on this CPU.
 
-    python scripts/bench_layouts.py                     # untuned:sli on all-MiniLM-L6-v2
-    python scripts/bench_layouts.py --tasks job_norm,skill2job --max-queries 300
+    python scripts/bench_layouts.py                      # untuned:sli on all-MiniLM-L6-v2
+    python scripts/bench_layouts.py --model models/uwe --layouts float32,bfloat16,int8
+    python scripts/bench_layouts.py --no-map             # speed only (a minute)
 
-For each layout of :data:`uwe.infer.ort.LAYOUTS` (``float32``: the NumPy passes of
-:func:`uwe.infer.numpy_engine.sli_dense`, the reference; ``fused32``, ``float16``, ``int8``: the
-fused kernel
-:func:`uwe.infer.kernels.sli_compact` on float32 tokens, float16 tokens, int8 tokens with one scale
-per
-token) it evaluates ``--model`` on the ``--family`` tasks with :func:`uwe.bench.evaluation.evaluate`
-(a seeded subsample of ``--max-queries`` queries per task when given) and prints MAP per task,
-its difference from ``float32`` in points, the index size and the median scoring time of one
-query against job2skill's targets. Run from the repository root.
+Prints first the CPU (model name and the ISA flags that decide the 16-bit and 8-bit kernels:
+``amx_bf16``, ``avx512_bf16``, ``avx512_vnni``, ``avx2``) and the machine's streaming memory
+bandwidth (torch sum over a 256 MiB float32 array, best of 5). Then, for each layout of
+:data:`uwe.infer.ort.LAYOUTS` against job2skill's cached targets (the latency stage's target
+space): the index in MiB, the median scoring time of one query (batch 1, 40 queries, the first
+5 untimed) and the time per query in batches of 64, and the bandwidth a batch-1 query achieves
+reading the stored target tokens once (index bytes / score time), as a share of the measured
+bandwidth. With MAP (the default) every layout then scores every ``--family`` task (the same
+token embeddings: each text is encoded once) and the table gives MAP per task and its
+difference in points from the first layout (``float32``, the exact path). Run from the
+repository root after ``dvc repro curate``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
+
+ISA_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+
+
+def cpu_description() -> str:
+    """``model name; flags: ...`` of this CPU (Linux ``/proc/cpuinfo``), the ISA flags of
+    :data:`ISA_FLAGS` it has."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith("flags")), []))
+    have = [f for f in ISA_FLAGS if f in flags]
+    return (f"{name}; {os.cpu_count()} logical CPUs; ISA: "
+            f"{', '.join(have) or 'none of ' + ', '.join(ISA_FLAGS)}")
+
+
+def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """Streaming read bandwidth in GB/s: the best of ``repeats`` torch sums over ``mib`` MiB."""
+    import torch
+
+    x = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        float(x.sum())
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best / 1e9
+
+
+def time_scoring(model, index, queries: list[str], batch: int = 64) -> tuple[float, float]:
+    """(median ms of one query, ms per query in batches of ``batch``) against ``index``."""
+    enc = [model.encode_queries([q]) for q in queries[:40]]
+    ms = []
+    for e in enc:
+        t0 = time.perf_counter()
+        model.score_encoded(e, 1, index)
+        ms.append(1000 * (time.perf_counter() - t0))
+    stream = [queries[i % len(queries)] for i in range(3 * batch)]
+    batches = [model.encode_queries(stream[k * batch:(k + 1) * batch]) for k in range(3)]
+    model.score_encoded(batches[0], batch, index)  # warm-up
+    t0 = time.perf_counter()
+    for b in batches[1:]:
+        model.score_encoded(b, batch, index)
+    per_query = 1000 * (time.perf_counter() - t0) / (2 * batch)
+    return float(np.median(ms[5:])), per_query
 
 
 def main() -> None:
@@ -31,40 +87,52 @@ def main() -> None:
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--root", default="data/curated")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--layouts", default="float32,fused32,float16,int8")
+    ap.add_argument("--layouts", default=None, help="comma-separated (default: all, float32 first)")
+    ap.add_argument("--no-map", action="store_true", help="speed and size only")
     args = ap.parse_args()
+
+    import torch
 
     from uwe.bench.evaluation import subsample_queries
     from uwe.bench.latency import index_mb
     from uwe.data.tasks import list_tasks, load_task
-    from uwe.infer.ort import ort_model_for
+    from uwe.infer.ort import LAYOUTS, ort_model_for
 
-    names = args.tasks.split(",") if args.tasks else list_tasks(args.family, root=args.root)
-    layouts = args.layouts.split(",")
+    layouts = args.layouts.split(",") if args.layouts else list(LAYOUTS)
+    print(f"CPU: {cpu_description()}")
+    bandwidth = memory_bandwidth()
+    print(f"threads: torch {torch.get_num_threads()}; bandwidth (torch sum over 256 MiB, best "
+          f"of 5): {bandwidth:.1f} GB/s", flush=True)
     base = ort_model_for(args.model, backbone=args.backbone, threads=args.threads)
     shared = SharedEncodings(base)  # every layout scores the same token embeddings
+    jobs = load_task("job2skill", args.family, "test", root=args.root)
+    token_index = shared.token_index(jobs.targets)
+    n_tokens = sum(b[1].shape[0] * b[1].shape[1] for b in token_index.buckets)
+    print(f"job2skill: {len(jobs.targets)} targets, {n_tokens} target tokens; "
+          f"{len(jobs.queries)} queries")
+    print(f"{'layout':<10}{'index MiB':>10}{'ms (b=1)':>10}{'ms/q (b=64)':>12}{'GB/s':>8}"
+          f"{'of peak':>9}", flush=True)
+    for layout in layouts:
+        base.target_layout = layout
+        index = base.prepare(token_index)
+        one, per_query = time_scoring(base, index, list(jobs.queries))
+        size = 2**20 * index_mb(index)
+        gbs = size / (one / 1000) / 1e9
+        print(f"{layout:<10}{size / 2**20:>10.1f}{one:>10.2f}{per_query:>12.3f}{gbs:>8.1f}"
+              f"{gbs / bandwidth:>9.0%}", flush=True)
+        del index
+    if args.no_map:
+        return
+    names = args.tasks.split(",") if args.tasks else list_tasks(args.family, root=args.root)
     datasets = {}
     for name in names:
         ds = load_task(name, args.family, "test", root=args.root)
         datasets[name] = subsample_queries(ds, args.max_queries, seed=0) if args.max_queries else ds
     maps: dict[str, dict[str, float]] = {}
     for layout in layouts:
-        model = shared.layout(layout)
-        jobs = load_task("job2skill", args.family, "test", root=args.root)
-        index = model.index_targets(jobs.targets)
-        enc = [base.encode_queries([q]) for q in jobs.queries[:40]]
-        base.score_encoded(enc[0], 1, index)  # compile / warm up
-        ms = []
-        for e in enc:
-            t0 = time.perf_counter()
-            base.score_encoded(e, 1, index)
-            ms.append(1000 * (time.perf_counter() - t0))
-        size = 2**20 * index_mb(index)
         t0 = time.perf_counter()
-        maps[layout] = {name: _eval_one(model, ds) for name, ds in datasets.items()}
-        print(f"{layout}: job2skill index {size / 2**20:.1f} MiB, score {np.median(ms[5:]):.2f} ms"
-              f" per query (median of {len(ms) - 5}); evaluation {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        maps[layout] = {name: _eval_one(shared.layout(layout), ds) for name, ds in datasets.items()}
+        print(f"{layout}: evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
     ref = layouts[0]
     counts = ", ".join(f"{n} {len(ds.queries)}" for n, ds in datasets.items())
     print(f"queries per task: {counts}")
@@ -87,6 +155,12 @@ class SharedEncodings:
     def __init__(self, base):
         self.base, self.targets, self.queries = base, {}, {}
 
+    def token_index(self, targets):
+        key = tuple(targets)
+        if key not in self.targets:
+            self.targets[key] = self.base.token_index(list(targets))
+        return self.targets[key]
+
     def layout(self, layout: str):
         shared = self
 
@@ -94,11 +168,8 @@ class SharedEncodings:
             name = f"{shared.base.name}@{layout}"
 
             def index_targets(self, targets):
-                key = tuple(targets)
-                if key not in shared.targets:
-                    shared.targets[key] = shared.base.token_index(list(targets))
                 shared.base.target_layout = layout
-                return shared.base.prepare(shared.targets[key])
+                return shared.base.prepare(shared.token_index(targets))
 
             def score_index(self, queries, index):
                 key = tuple(queries)

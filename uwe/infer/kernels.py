@@ -166,6 +166,121 @@ def sli_from_cos(cos: np.ndarray, q_scale: np.ndarray, t_norm: np.ndarray, a: in
 
 
 
+# -- SLI from the raw products with every target token, targets of any length -------------------
+#
+# uwe.infer.token_matrix multiplies the query tokens with all cached target tokens at once (one
+# BLAS / oneDNN product over a token-major matrix, the tokens of target k at rows
+# offsets[k]:offsets[k+1]); what is left is a softmax over each target's own tokens and the
+# attention-weighted cosine sum. This kernel does it in one sweep per (query token, chunk of
+# targets) with every intermediate in L1: the segment maxima, then one vectorised exp over the
+# chunk's contiguous tokens (each token's logit less its target's max), then the segment sums.
+SEGMENT_CHUNK = 512  # targets per parallel work item
+
+
+@cache
+def _segmented_kernel():
+    import numba as nb
+
+    f32 = np.float32
+    i32 = np.int32
+    log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
+    p0, p1, p2, p3, p4, p5 = (f32(c) for c in _P)
+    one, half, zero = f32(1.0), f32(0.5), f32(0.0)
+    flags = {"nnan", "ninf", "nsz", "contract"}
+
+    @nb.njit(parallel=True, fastmath=flags, cache=_CACHE, nogil=True)
+    def run(raw, att_q, att_t, cos_q, cos_t, offsets, k_lo, k_hi, lq, chunk, floor,
+            out):  # pragma: no cover - jitted
+        rows = raw.shape[0]
+        tok0 = offsets[k_lo]
+        n_chunks = (k_hi - k_lo + chunk - 1) // chunk
+        inv_lq = one / f32(lq)
+        for c in nb.prange(n_chunks):
+            k0 = k_lo + c * chunk
+            k1 = min(k0 + chunk, k_hi)
+            j0 = offsets[k0] - tok0  # the chunk's columns of raw
+            m = offsets[k1] - offsets[k0]
+            logit = np.empty(m, f32)
+            shift = np.empty(m, f32)
+            w = np.empty(m, f32)
+            poly = np.empty(m, f32)
+            bits = np.empty(m, i32)
+            scale = bits.view(f32)
+            for r in range(rows):
+                p = r // lq
+                aq = att_q[r]
+                for j in range(m):
+                    logit[j] = raw[r, j0 + j] * aq * att_t[tok0 + j0 + j]
+                for k in range(k0, k1):  # each target's max, written beside its tokens
+                    s = offsets[k] - offsets[k0]
+                    e = offsets[k + 1] - offsets[k0]
+                    mx = f32(-np.inf)
+                    for j in range(s, e):
+                        mx = logit[j] if logit[j] > mx else mx
+                    for j in range(s, e):
+                        shift[j] = mx
+                for j in range(m):  # exp(logit - max), floored (Cephes, vectorised)
+                    z = logit[j] - shift[j]
+                    z = z if z > floor else floor
+                    n = np.floor(z * log2e + half)
+                    x = z - n * ln2_hi
+                    x = x - n * ln2_lo
+                    q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
+                    poly[j] = q * x * x + x + one
+                    bits[j] = (i32(n) + i32(127)) << i32(23)
+                for j in range(m):
+                    w[j] = poly[j] * scale[j]
+                cq = cos_q[r] * inv_lq
+                for k in range(k0, k1):
+                    s = offsets[k] - offsets[k0]
+                    e = offsets[k + 1] - offsets[k0]
+                    den = zero
+                    num = zero
+                    for j in range(s, e):
+                        den += w[j]
+                        num += w[j] * (raw[r, j0 + j] * cos_t[tok0 + j0 + j])
+                    if e > s:
+                        out[p, k] += cq * (num / den)
+
+    return run
+
+
+def segmented_sli(raw: np.ndarray, att_q: np.ndarray, att_t: np.ndarray, cos_q: np.ndarray,
+                  cos_t: np.ndarray, offsets: np.ndarray, k_lo: int, k_hi: int, lq: int,
+                  out: np.ndarray, threads: int | None = None) -> None:
+    """Add the SLI scores of targets ``k_lo:k_hi`` to ``out`` ``(a, n_t)`` float32, from the raw
+    products ``raw`` ``(a*lq, offsets[k_hi] - offsets[k_lo])`` of ``a`` queries x ``lq`` tokens
+    (row ``p*lq+i``) with those targets' tokens (column ``j`` = token ``offsets[k_lo] + j``).
+
+    Attention logit ``= raw * att_q[row] * att_t[token]``, a softmax over each target's tokens
+    shifted by its max and floored at ``EXP_FLOOR``; cosine ``= raw * cos_q[row] *
+    cos_t[token]``; score ``= mean_i sum_j A_ij cos_ij``. (The paper's SLI: ``att_q = 1/tau``,
+    ``att_t = 1``; attention over cosines: ``att_q = 1/(tau |q_i|)``, ``att_t = 1/|t_j|``;
+    ``cos_q = 1/|q_i|``, ``cos_t = 1/|t_j|``.) ``att_t``, ``cos_t``: ``(N,)`` over all tokens;
+    ``offsets`` ``(n_t + 1,)`` int64. A target without tokens scores 0. Targets run in
+    parallel on Numba's pool (``threads`` of it when given)."""
+    rows = att_q.shape[0]
+    width = int(offsets[k_hi] - offsets[k_lo])
+    if (raw.shape != (rows, width) or rows % lq or cos_q.shape != (rows,)
+            or att_t.shape != cos_t.shape or out.shape[0] != rows // lq
+            or not 0 <= k_lo <= k_hi <= out.shape[1] or offsets.shape[0] != out.shape[1] + 1):
+        raise ValueError(f"segmented_sli: shapes raw {raw.shape}, att_q {att_q.shape}, cos_q "
+                         f"{cos_q.shape}, att_t {att_t.shape}, cos_t {cos_t.shape}, offsets "
+                         f"{offsets.shape}, out {out.shape} do not match lq={lq}, targets "
+                         f"{k_lo}:{k_hi}")
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("segmented_sli: out must be C-contiguous float32")
+    if threads:
+        import numba as nb
+
+        nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
+    f32 = np.float32
+    _segmented_kernel()(np.ascontiguousarray(raw, f32), np.ascontiguousarray(att_q, f32),
+                        np.ascontiguousarray(att_t, f32), np.ascontiguousarray(cos_q, f32),
+                        np.ascontiguousarray(cos_t, f32), np.ascontiguousarray(offsets, np.int64),
+                        int(k_lo), int(k_hi), int(lq), SEGMENT_CHUNK, f32(EXP_FLOOR), out)
+
+
 # -- SLI of one query against compact target tokens (the ONNX engine's index) -------------------
 #
 # One pass over the cached target tokens per query: each token row is loaded once, widened to
@@ -285,5 +400,5 @@ def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-__all__ = ["COMPACT_DTYPES", "EXP_FLOOR", "TILE", "available", "quantize_rows", "sli_compact",
-           "sli_from_cos"]
+__all__ = ["COMPACT_DTYPES", "EXP_FLOOR", "SEGMENT_CHUNK", "TILE", "available", "quantize_rows",
+           "segmented_sli", "sli_compact", "sli_from_cos"]

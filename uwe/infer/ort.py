@@ -162,12 +162,16 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-# SLI target-token layouts: "float32" the NumPy passes of uwe.infer.numpy_engine.sli_dense (the
-# reference);
-# the others one fused pass per query (uwe.infer.kernels.sli_compact) on float32, float16 or int8
-# tokens
-LAYOUTS = ("float32", "fused32", "float16", "int8")
-DEFAULT_LAYOUT = "float16"  # MAP within 0.03 points of float32 per heldout task; half the bytes
+# SLI target-token layouts: a uwe.infer.token_matrix.TokenMatrix (one matrix product over every
+# cached target token, then the segmented softmax) in float32 (exact), bfloat16 or int8; and,
+# until the benchmark has compared them, the earlier paths: "numpy32" the NumPy passes of
+# uwe.infer.numpy_engine.sli_dense, "compact16" / "compact8" one fused Numba pass per query
+# (uwe.infer.kernels.sli_compact) on float16 / int8 tokens
+MATRIX_LAYOUTS = ("float32", "bfloat16", "int8")
+LEGACY_LAYOUTS = {"numpy32": "float32", "fused32": "fused32", "compact16": "float16",
+                  "compact8": "int8"}
+LAYOUTS = MATRIX_LAYOUTS + tuple(LEGACY_LAYOUTS)
+DEFAULT_LAYOUT = "compact16"  # MAP within 0.03 points of float32 per heldout task; half the bytes
 COMPACT_QUERIES = 64  # queries of one length per kernel call (their tokens stay in cache)
 
 
@@ -185,9 +189,8 @@ class CompactIndex:
     def __init__(self, index: NumpyIndex, layout: str):
         from uwe.infer.kernels import quantize_rows
 
-        if layout not in LAYOUTS[1:]:
-            raise ValueError(f"compact layout must be one of {', '.join(LAYOUTS[1:])}, got "
-                             f"{layout!r}")
+        if layout not in ("fused32", "float16", "int8"):
+            raise ValueError(f"compact layout must be fused32, float16 or int8, got {layout!r}")
         self.n_targets, self.layout, self.buckets = len(index), layout, []
         by_length: dict[int, list] = {}
         for bucket in index.buckets:
@@ -355,8 +358,12 @@ class OrtModel:
         (:class:`CompactIndex` unless ``float32``)."""
         if self.scorer_name in POOLED_TARGET_SCORERS:
             pooled_targets(index)
-        elif self.target_layout != "float32":
-            return CompactIndex(index, self.target_layout)
+        elif self.target_layout in MATRIX_LAYOUTS:
+            from uwe.infer.token_matrix import TokenMatrix
+
+            return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout)
+        elif self.target_layout != "numpy32":
+            return CompactIndex(index, LEGACY_LAYOUTS[self.target_layout])
         return index
 
     def index_targets(self, targets: list[str]) -> NumpyIndex | CompactIndex:
@@ -381,6 +388,13 @@ class OrtModel:
                 else:  # sli_mean_target: mean over query tokens of cos(q_i, mean(t))
                     qn = q / np.maximum(np.linalg.norm(q, axis=2, keepdims=True), EPS)
                     out[pos] = (qn @ t_cols).mean(1)
+            return out
+        from uwe.infer.token_matrix import TokenMatrix
+
+        if isinstance(index, TokenMatrix):  # one product over all target tokens, then softmax
+            for pos, q in encoded:
+                out[pos] = index.score(q, self.attention_temperature, "raw",
+                                       threads=self.threads)
             return out
         if isinstance(index, CompactIndex):  # one fused pass over the targets (uwe.infer.kernels)
             from uwe.infer.kernels import sli_compact

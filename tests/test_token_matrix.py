@@ -1,0 +1,97 @@
+"""uwe.infer.token_matrix: SLI over one token-major target matrix (a matrix product plus the
+segmented softmax of uwe.infer.kernels.segmented_sli) against the padded torch reference of
+uwe.core.scoring, per layout within its stated error bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from uwe.core.scoring import sli_cos_scores, sli_scores
+from uwe.infer import kernels
+from uwe.infer.token_matrix import LAYOUTS, TokenMatrix
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not available")
+
+
+def _targets(rng, n, d=48, lengths=(1, 2, 3, 5, 9), scale=3.0):
+    """Targets of mixed lengths as exact-length buckets, and the same as a padded batch."""
+    lens = rng.choice(lengths, size=n)
+    toks = [rng.normal(size=(L, d)).astype(np.float32) * scale for L in lens]
+    toks[0][0, :4] *= 20  # an outlier dimension, as BERT's tokens have
+    buckets = []
+    for L in sorted(set(lens)):
+        idx = np.flatnonzero(lens == L)
+        emb = np.stack([toks[i] for i in idx])
+        buckets.append((idx, emb, np.linalg.norm(emb, axis=-1).astype(np.float32)))
+    width = max(lens)
+    padded = np.zeros((n, width, d), np.float32)
+    mask = np.zeros((n, width), bool)
+    for i, t in enumerate(toks):
+        padded[i, :len(t)], mask[i, :len(t)] = t, True
+    return buckets, torch.from_numpy(padded), torch.from_numpy(mask)
+
+
+def _reference(q, t_emb, t_mask, tau, attention):
+    fn = sli_scores if attention == "raw" else sli_cos_scores
+    qt = torch.from_numpy(q)
+    return fn(qt, torch.ones(qt.shape[:2], dtype=torch.bool), t_emb, t_mask,
+              attention_temperature=tau).numpy()
+
+
+@pytest.mark.parametrize("attention,tau", [("raw", 0.1), ("raw", 100.0), ("cosine", 0.05)])
+def test_the_float32_layout_is_the_reference_formula(attention, tau):
+    rng = np.random.default_rng(0)
+    buckets, t_emb, t_mask = _targets(rng, 700)
+    m = TokenMatrix.from_buckets(700, buckets, "float32")
+    q = rng.normal(size=(3, 4, 48)).astype(np.float32) * 3
+    want = _reference(q, t_emb, t_mask, tau, attention)
+    # small blocks: a block boundary inside the targets, several chunks of the kernel
+    for block in (1 << 20, 4 * 50):
+        got = m.score(q, tau, attention, block_elements=block)
+        np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
+    assert np.all(m.error_bound(q, tau, attention) == 0)
+
+
+@pytest.mark.parametrize("layout", [x for x in LAYOUTS if x != "float32"])
+@pytest.mark.parametrize("attention,tau", [("raw", 0.1), ("raw", 100.0), ("cosine", 0.05)])
+def test_a_lossy_layout_stays_within_its_stated_bound(layout, attention, tau):
+    rng = np.random.default_rng(1)
+    buckets, t_emb, t_mask = _targets(rng, 600)
+    exact = TokenMatrix.from_buckets(600, buckets, "float32")
+    lossy = TokenMatrix.from_buckets(600, buckets, layout)
+    assert lossy.nbytes < exact.nbytes
+    q = rng.normal(size=(5, 3, 48)).astype(np.float32) * 3
+    err = np.abs(lossy.score(q, tau, attention) - exact.score(q, tau, attention)).max(1)
+    bound = lossy.error_bound(q, tau, attention)
+    assert np.all(err <= bound + 1e-6), (err, bound)
+    assert np.all(err > 0)  # the layout does round (else the bound tests nothing)
+
+
+def test_batches_of_queries_and_empty_inputs():
+    rng = np.random.default_rng(2)
+    buckets, _, _ = _targets(rng, 50)
+    m = TokenMatrix.from_buckets(50, buckets, "float32")
+    q = rng.normal(size=(64, 2, 48)).astype(np.float32)
+    one_by_one = np.concatenate([m.score(q[i:i + 1], 1.0) for i in range(64)])
+    np.testing.assert_allclose(m.score(q, 1.0), one_by_one, atol=1e-6, rtol=0)
+    assert m.score(q[:0], 1.0).shape == (0, 50)
+    empty = TokenMatrix.from_buckets(0, [], "float32")
+    assert empty.score(q, 1.0).shape == (64, 0) and len(empty) == 0
+
+
+def test_bad_inputs_say_what_is_wrong():
+    rng = np.random.default_rng(3)
+    buckets, _, _ = _targets(rng, 10)
+    with pytest.raises(ValueError, match="miss 1 of 11 targets"):
+        TokenMatrix.from_buckets(11, buckets)
+    with pytest.raises(ValueError, match="out of range or repeated"):
+        TokenMatrix.from_buckets(10, [*buckets, buckets[0]])
+    with pytest.raises(ValueError, match="token layout must be one of"):
+        TokenMatrix.from_buckets(10, buckets, "float8")
+    m = TokenMatrix.from_buckets(10, buckets)
+    with pytest.raises(ValueError, match="dimension 48"):
+        m.score(np.zeros((1, 2, 32), np.float32), 1.0)
+    with pytest.raises(ValueError, match="attention must be one of"):
+        m.score(np.zeros((1, 2, 48), np.float32), 1.0, attention="hard")
