@@ -202,7 +202,8 @@ class NumpyIndex:
         """An index of unit mean-pooled target vectors only ``(n_t, d)`` (a pooled cache
         entry), for the pooled scorers (:func:`uwe.infer.ort.pooled_targets` reads it)."""
         index = cls(int(pooled.shape[0]), [])
-        index._pooled = (pooled, np.ascontiguousarray(pooled.T))  # type: ignore[attr-defined]
+        columns = np.ascontiguousarray(pooled.T, dtype=np.float32)  # what scoring reads
+        index._pooled = (columns.T, columns)  # type: ignore[attr-defined]  # rows: a view
         return index
 
     @classmethod

@@ -353,12 +353,12 @@ class OrtModel:
         return NumpyIndex(len(targets), buckets)
 
     def prepare(self, index: NumpyIndex) -> NumpyIndex | CompactIndex:
-        """``index`` ready for this model's scorer: for a pooled scorer with its unit mean
-        vectors (:func:`pooled_targets`, computed once); for SLI in ``target_layout``
-        (:class:`CompactIndex` unless ``float32``)."""
-        if self.scorer_name in POOLED_TARGET_SCORERS:
-            pooled_targets(index)
-        elif self.target_layout in MATRIX_LAYOUTS:
+        """``index`` ready for this model's scorer: for a pooled scorer its unit mean vectors
+        alone (:func:`pooled_targets`; one ``(d, n_t)`` float32 matrix, the tokens dropped);
+        for SLI the target tokens in ``target_layout``."""
+        if self.scorer_name in POOLED_TARGET_SCORERS:  # the pooled vectors only, not the tokens
+            return index if not index.buckets else NumpyIndex.from_pooled(pooled_targets(index))
+        if self.target_layout in MATRIX_LAYOUTS:
             from uwe.infer.token_matrix import TokenMatrix
 
             return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout)
