@@ -69,16 +69,47 @@ def test_a_lossy_layout_stays_within_its_stated_bound(layout, attention, tau):
     assert np.all(err > 0)  # the layout does round (else the bound tests nothing)
 
 
-def test_batches_of_queries_and_empty_inputs():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batches_of_queries_and_empty_inputs(layout):
     rng = np.random.default_rng(2)
     buckets, _, _ = _targets(rng, 50)
-    m = TokenMatrix.from_buckets(50, buckets, "float32")
+    m = TokenMatrix.from_buckets(50, buckets, layout)
     q = rng.normal(size=(64, 2, 48)).astype(np.float32)
     one_by_one = np.concatenate([m.score(q[i:i + 1], 1.0) for i in range(64)])
     np.testing.assert_allclose(m.score(q, 1.0), one_by_one, atol=1e-6, rtol=0)
+    # small blocks: several product calls (or target blocks) per batch
+    np.testing.assert_allclose(m.score(q, 1.0, block_elements=300), one_by_one, atol=1e-6,
+                               rtol=0)
     assert m.score(q[:0], 1.0).shape == (0, 50)
-    empty = TokenMatrix.from_buckets(0, [], "float32")
+    empty = TokenMatrix.from_buckets(0, [], layout)
     assert empty.score(q, 1.0).shape == (64, 0) and len(empty) == 0
+
+
+def test_int8_block_products_are_the_stated_arithmetic_within_the_stated_bound():
+    """ONNX Runtime's MatMulNBits (8 bits, accuracy level 4) computes what the layout's doc
+    says -- query and tokens quantised per block of QUANT_BLOCK values, int8 products -- and
+    every product lies within the per-pair bound that error_bound builds on."""
+    from uwe.infer.token_matrix import QUANT_BLOCK, quantize_blocks
+
+    rng = np.random.default_rng(4)
+    d = 3 * QUANT_BLOCK + 5  # a last block zero-padded
+    t = rng.normal(size=(300, d)).astype(np.float32) * 3
+    t[:, 7] *= 20  # an outlier dimension
+    q = rng.normal(size=(6, d)).astype(np.float32) * 3
+    q[:, 2] *= 15
+    offsets = np.arange(301, dtype=np.int64)
+    m = TokenMatrix(t, np.linalg.norm(t, axis=1), offsets, "int8_block")
+    got = m._session.run(None, {"q": q})[0].astype(np.float64)
+    q8, sq = quantize_blocks(q)
+    t8, st = quantize_blocks(t)
+    emulated = np.einsum("rkb,nkb,rk,nk->rn", q8.astype(np.float64), t8.astype(np.float64),
+                         sq, st)
+    np.testing.assert_allclose(got, emulated, atol=1e-2, rtol=2e-4)  # float32 sums
+    err = np.abs(got - q.astype(np.float64) @ t.T.astype(np.float64))
+    bound = m._block_product_error(q.astype(np.float64), 1.01 * d * 2.0 ** -24)
+    assert np.all(err <= bound) and err.max() > 0
+    # worst case (every rounding aligned), so looser than the errors seen, but not vacuous
+    assert bound.max() < 40 * err.max(), (bound.max(), err.max())
 
 
 def test_bad_inputs_say_what_is_wrong():

@@ -167,7 +167,7 @@ def session(path: Path, threads: int | None = None):
 # until the benchmark has compared them, the earlier paths: "numpy32" the NumPy passes of
 # uwe.infer.numpy_engine.sli_dense, "compact16" / "compact8" one fused Numba pass per query
 # (uwe.infer.kernels.sli_compact) on float16 / int8 tokens
-MATRIX_LAYOUTS = ("float32", "bfloat16", "int8")
+MATRIX_LAYOUTS = ("float32", "bfloat16", "int8", "int8_block")
 LEGACY_LAYOUTS = {"numpy32": "float32", "fused32": "fused32", "compact16": "float16",
                   "compact8": "int8"}
 LAYOUTS = MATRIX_LAYOUTS + tuple(LEGACY_LAYOUTS)
@@ -361,7 +361,8 @@ class OrtModel:
         if self.target_layout in MATRIX_LAYOUTS:
             from uwe.infer.token_matrix import TokenMatrix
 
-            return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout)
+            return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout,
+                                            self.threads)
         elif self.target_layout != "numpy32":
             return CompactIndex(index, LEGACY_LAYOUTS[self.target_layout])
         return index
