@@ -2,6 +2,7 @@
 
     python scripts/bench_encoder.py                         # models/uwe vs all-MiniLM-L6-v2
     python scripts/bench_encoder.py --a models/uwe --b sentence-transformers/all-MiniLM-L6-v2
+    python scripts/bench_encoder.py --int8 --map            # + a's int8 encoder: speed, MAP
 
 The latency stage measured ``uwe@onnx`` encoding a query in 5.9 ms and
 ``all-MiniLM-L6-v2@onnx`` in 3.4 ms, the same architecture and size. This script separates
@@ -13,6 +14,10 @@ interleaved query by query (A B A B ...: the same machine state for both); (2) e
 right after a torch matrix product on every core; (3) right after a Numba parallel kernel (the
 SLI scorer's thread pool). A difference present in (1) is the model's; one that appears only in
 (2) or (3) is the threads of another library spinning beside ONNX Runtime.
+
+``--int8`` adds model a with its encoder dynamically quantised to int8 (``encoder_precision``
+of :class:`uwe.infer.ort.OrtModel`) to the timings; ``--map`` then scores every ``--family``
+task with a's float32 and int8 encoders and prints MAP per task and the difference in points.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ def main() -> None:
     ap.add_argument("--b", default="sentence-transformers/all-MiniLM-L6-v2")
     ap.add_argument("--root", default="data/curated")
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--int8", action="store_true", help="add a's int8-quantised encoder")
+    ap.add_argument("--map", action="store_true", help="with --int8: MAP per task, both encoders")
+    ap.add_argument("--family", default="heldout")
     args = ap.parse_args()
 
     import torch
@@ -46,11 +54,15 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     models = {name: ort_model_for(name, threads=threads) for name in (args.a, args.b)}
+    if args.int8:
+        models[f"{args.a}@int8"] = ort_model_for(args.a, threads=threads, encoder_precision="int8")
     queries = list(load_task("job2skill", "heldout", "test", root=args.root).queries)
     queries = queries[: args.queries]
     counts = {}
     for name, m in models.items():
         path = m.onnx_path
+        if getattr(m, "encoder_precision", "float32") == "int8":
+            path = path.with_name("encoder.int8.onnx")
         counts[name] = op_counts(path) if path else collections.Counter()
         n_tok = [len(x) for x in m.token_ids(queries)]
         print(f"{name}: graph {path} ({path.stat().st_size / 2**20:.1f} MiB, "
@@ -96,6 +108,19 @@ def main() -> None:
                 times[name].append(encode_ms(m, q))
         print(f"{label}: " + "; ".join(f"{name} {np.median(t):.2f} ms" for name, t in
                                         times.items()), flush=True)
+    if args.int8 and args.map:
+        from uwe.bench.evaluation import evaluate_dataset
+        from uwe.data.tasks import list_tasks
+
+        pair = (args.a, f"{args.a}@int8")
+        print(f"{'task':<30}{'float32':>10}{'int8':>10}{'d':>10}")
+        worst = 0.0
+        for task in list_tasks(args.family, root=args.root):
+            ds = load_task(task, args.family, "test", root=args.root)
+            f32, i8 = (100 * evaluate_dataset(models[n], ds)["map"] for n in pair)
+            worst = max(worst, abs(i8 - f32))
+            print(f"{task:<30}{f32:>10.4f}{i8:>10.4f}{i8 - f32:>10.4f}", flush=True)
+        print(f"int8 encoder: largest |MAP difference| {worst:.4f} points")
 
 
 if __name__ == "__main__":

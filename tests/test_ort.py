@@ -253,3 +253,23 @@ def test_float16_bits_are_widened_exactly():
 def test_the_cli_offers_the_engine_layouts():
     assert cli.LAYOUTS == ort.LAYOUTS and cli.DEFAULT_LAYOUT == ort.DEFAULT_LAYOUT
     assert cli.main(["rank", "--target-layout", "bfloat16", "x"]) == 2
+
+
+def test_the_int8_encoder_is_a_cached_twin_of_the_exported_graph(tiny_backbone, monkeypatch):
+    """encoder_precision="int8": ONNX Runtime's dynamic quantisation of the exported graph,
+    written once beside it (re-made after a new export), close to the float32 embeddings."""
+    exact = ort.OrtModel(tiny_backbone, "mean", threads=1)
+    quant = ort.OrtModel(tiny_backbone, "mean", threads=1, encoder_precision="int8")
+    twin = exact.onnx_path.with_name(ort.QUANTIZED_FILE)
+    assert twin.is_file() and twin.stat().st_size < exact.onnx_path.stat().st_size
+    a, b = exact.sentence_embeddings(TEXTS), quant.sentence_embeddings(TEXTS)
+    cos = (a * b).sum(1)
+    assert np.all(cos > 0.98) and np.any(np.abs(a - b) > 1e-6), cos  # rounded, not broken
+    import onnxruntime.quantization as q
+
+    monkeypatch.setattr(q, "quantize_dynamic", lambda *a, **k: pytest.fail("quantised again"))
+    ort.OrtModel(tiny_backbone, "mean", threads=1, encoder_precision="int8")  # the cached twin
+    ort.export_onnx(tiny_backbone, exact.onnx_path)  # a new export drops the old twin
+    assert not twin.exists()
+    with pytest.raises(ValueError, match="encoder precision must be one of float32, int8"):
+        ort.OrtModel(tiny_backbone, "mean", encoder_precision="int4")

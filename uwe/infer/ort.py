@@ -143,8 +143,33 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
                                         "last_hidden_state": axes},
                           opset_version=OPSET, dynamo=False)
     record_checksum(path)
+    path.with_name(QUANTIZED_FILE).unlink(missing_ok=True)  # quantised from the old graph
     logger.info("exported %s to %s", folder, path)
     return path
+
+
+ENCODER_PRECISIONS = ("float32", "int8")  # int8: ONNX Runtime's dynamic quantisation
+QUANTIZED_FILE = "encoder.int8.onnx"
+
+
+def quantize_encoder(path: Path) -> Path:
+    """The int8 dynamically quantised twin of the exported graph ``path`` (``QUANTIZED_FILE``
+    beside it): ONNX Runtime's ``quantize_dynamic`` (int8 weights per output channel, the
+    activations quantised per call: the option sentence-transformers'
+    ``export_dynamic_quantized_onnx_model`` wraps), written atomically with its checksum and
+    reused while intact."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from uwe.io import atomic_path
+
+    out = path.with_name(QUANTIZED_FILE)
+    if out.is_file() and graph_intact(out):
+        return out
+    with atomic_path(out) as tmp:
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    record_checksum(out)
+    logger.info("quantised %s to %s", path, out)
+    return out
 
 
 def session(path: Path, threads: int | None = None):
@@ -226,7 +251,8 @@ class OrtModel:
     def __init__(self, backbone_dir: str | Path, scorer: str = "sli",
                  attention_temperature: float = 0.1, max_length: int = 64,
                  threads: int | None = None, name: str | None = None,
-                 cache_dir: str | Path | None = None, target_layout: str = DEFAULT_LAYOUT):
+                 cache_dir: str | Path | None = None, target_layout: str = DEFAULT_LAYOUT,
+                 encoder_precision: str = "float32"):
         from tokenizers import Tokenizer
 
         from uwe.model.folder import check_tokenizer_size, read_json_object
@@ -241,7 +267,11 @@ class OrtModel:
         if target_layout not in LAYOUTS:
             raise InputError(f"target layout must be one of {', '.join(LAYOUTS)}, got "
                              f"{target_layout!r}")
+        if encoder_precision not in ENCODER_PRECISIONS:
+            raise InputError(f"encoder precision must be one of {', '.join(ENCODER_PRECISIONS)}, "
+                             f"got {encoder_precision!r}")
         self.target_layout, self.threads = target_layout, threads
+        self.encoder_precision = encoder_precision
         self.folder, self.scorer_name = folder, scorer
         self.attention_temperature, self.max_length = float(attention_temperature), max_length
         self.name = name or folder.name
@@ -266,11 +296,15 @@ class OrtModel:
             self.onnx_path, self.session = None, self._session_of_temporary_export(threads)
             return
         try:
-            self.session = session(self.onnx_path, threads)
+            self.session = session(self._graph(self.onnx_path), threads)
         except Exception as err:  # a damaged cached graph: export it again, once
             logger.warning("ONNX graph %s does not load (%s): exporting it again",
                            self.onnx_path, err)
-            self.session = session(export_onnx(folder, self.onnx_path), threads)
+            self.session = session(self._graph(export_onnx(folder, self.onnx_path)), threads)
+
+    def _graph(self, exported: Path) -> Path:
+        """The graph this model runs: the exported one, or its int8 twin."""
+        return quantize_encoder(exported) if self.encoder_precision == "int8" else exported
 
     def _session_of_temporary_export(self, threads: int | None):
         """A session of the backbone exported into a temporary folder, removed once loaded (ONNX
@@ -278,7 +312,7 @@ class OrtModel:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="uwe-onnx-") as tmp:
-            return session(export_onnx(self.folder, Path(tmp) / ONNX_FILE), threads)
+            return session(self._graph(export_onnx(self.folder, Path(tmp) / ONNX_FILE)), threads)
 
     # -- construction from the project's model specs ----------------------------------------
     @classmethod
