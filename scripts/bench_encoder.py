@@ -83,15 +83,14 @@ def main() -> None:
         for _ in range(5):
             x @ x
 
-    def numba_work():
-        from uwe.infer.kernels import segmented_sli
+    def numba_work():  # the segmented softmax on Numba's pool (as for a batch of queries)
+        from uwe.infer.kernels import grouped_sli, work_items
 
         raw = np.ones((6, 60000), np.float32)
         out = np.zeros((1, 10000), np.float32)
-        offsets = np.arange(0, 60001, 6, dtype=np.int64)
         ones = np.ones(60000, np.float32)
-        segmented_sli(raw, np.ones(6, np.float32), ones, np.ones(6, np.float32), ones, offsets,
-                      0, 10000, 6, out)
+        grouped_sli(raw, np.ones(6, np.float32), ones, np.ones(6, np.float32), ones,
+                    work_items(np.array([6]), np.array([10000])), 6, out, parallel=True)
 
     for m in models.values():  # warm up: sessions, kernels
         for q in queries[:5]:

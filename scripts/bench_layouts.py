@@ -2,49 +2,30 @@
 index size and MAP change, per layout, on this CPU.
 
     python scripts/bench_layouts.py                      # untuned:sli on all-MiniLM-L6-v2
-    python scripts/bench_layouts.py --model models/uwe --layouts float32,bfloat16,int8
+    python scripts/bench_layouts.py --model models/uwe --layouts float32,int8_block
+    python scripts/bench_layouts.py --model models/uwe --layouts float32,int8_block:64
     python scripts/bench_layouts.py --no-map             # speed only (a minute)
 
-Prints first the CPU (model name and the ISA flags that decide the 16-bit and 8-bit kernels:
-``amx_bf16``, ``avx512_bf16``, ``avx512_vnni``, ``avx2``) and the machine's streaming memory
-bandwidth (torch sum over a 256 MiB float32 array, best of 5). Then, for each layout of
-:data:`uwe.infer.ort.LAYOUTS` against job2skill's cached targets (the latency stage's target
-space): the index in MiB, the median scoring time of one query (batch 1, 40 queries, the first
-5 untimed) and the time per query in batches of 64, and the bandwidth a batch-1 query achieves
-reading the stored target tokens once (index bytes / score time), as a share of the measured
-bandwidth. With MAP (the default) every layout then scores every ``--family`` task (the same
-token embeddings: each text is encoded once) and the table gives MAP per task and its
-difference in points from the first layout (``float32``, the exact path). Run from the
+Prints first the CPU (model name, torch's kernel capability and the ISA flags that decide the
+16-bit and 8-bit kernels: ``amx_bf16``, ``avx512_bf16``, ``avx512_vnni``) and the machine's
+streaming memory bandwidth (torch sum over a 256 MiB float32 array, best of 5). Then, for each
+layout of :data:`uwe.infer.ort.LAYOUTS` against job2skill's cached targets (the latency stage's
+target space): the index in MiB, the median scoring time of one query (batch 1, 100 queries,
+the first 10 untimed), split into the matrix product with every target token and the segmented
+softmax, the time per query in batches of 64, and the bandwidth the batch-1 product achieves
+reading the stored target tokens once (token bytes / product time), as a share of the
+measured bandwidth. With MAP (the default) every layout then scores every ``--family`` task
+(the same token embeddings: each text is encoded once) and the table gives MAP per task and
+its difference in points from the first layout (``float32``, the exact path). Run from the
 repository root after ``dvc repro curate``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-
-ISA_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
-
-
-def cpu_description() -> str:
-    """``model name; flags: ...`` of this CPU (Linux ``/proc/cpuinfo``), the ISA flags of
-    :data:`ISA_FLAGS` it has."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
-                      if line.startswith("flags")), []))
-    have = [f for f in ISA_FLAGS if f in flags]
-    return (f"{name}; {os.cpu_count()} logical CPUs; ISA: "
-            f"{', '.join(have) or 'none of ' + ', '.join(ISA_FLAGS)}")
 
 
 def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
@@ -60,14 +41,26 @@ def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
     return x.numel() * 4 / best / 1e9
 
 
-def time_scoring(model, index, queries: list[str], batch: int = 64) -> tuple[float, float]:
-    """(median ms of one query, ms per query in batches of ``batch``) against ``index``."""
-    enc = [model.encode_queries([q]) for q in queries[:40]]
-    ms = []
+def time_scoring(model, index, queries: list[str], batch: int = 64
+                 ) -> tuple[float, float, float, float]:
+    """(median ms of one query, of its product with every target token, of its segmented
+    softmax; ms per query in batches of ``batch``) against ``index``, a TokenMatrix."""
+    enc = [model.encode_queries([q]) for q in queries[:100]]
+    ms, prod, soft = [], [], []
     for e in enc:
         t0 = time.perf_counter()
         model.score_encoded(e, 1, index)
         ms.append(1000 * (time.perf_counter() - t0))
+    for e in enc:  # the two halves, timed apart on the same queries
+        q = e[0][1]
+        t0 = time.perf_counter()
+        raw = index.products(q[0])
+        t1 = time.perf_counter()
+        index.softmax_sums(raw, q, model.attention_temperature, "raw",
+                           np.zeros((1, len(index)), np.float32))
+        t2 = time.perf_counter()
+        prod.append(1000 * (t1 - t0))
+        soft.append(1000 * (t2 - t1))
     stream = [queries[i % len(queries)] for i in range(3 * batch)]
     batches = [model.encode_queries(stream[k * batch:(k + 1) * batch]) for k in range(3)]
     model.score_encoded(batches[0], batch, index)  # warm-up
@@ -75,7 +68,8 @@ def time_scoring(model, index, queries: list[str], batch: int = 64) -> tuple[flo
     for b in batches[1:]:
         model.score_encoded(b, batch, index)
     per_query = 1000 * (time.perf_counter() - t0) / (2 * batch)
-    return float(np.median(ms[5:])), per_query
+    return (float(np.median(ms[10:])), float(np.median(prod[10:])), float(np.median(soft[10:])),
+            per_query)
 
 
 def main() -> None:
@@ -97,9 +91,10 @@ def main() -> None:
     from uwe.bench.latency import index_mb
     from uwe.data.tasks import list_tasks, load_task
     from uwe.infer.ort import LAYOUTS, ort_model_for
+    from uwe.precision import isa_line
 
     layouts = args.layouts.split(",") if args.layouts else list(LAYOUTS)
-    print(f"CPU: {cpu_description()}")
+    print(isa_line())
     bandwidth = memory_bandwidth()
     print(f"threads: torch {torch.get_num_threads()}; bandwidth (torch sum over 256 MiB, best "
           f"of 5): {bandwidth:.1f} GB/s", flush=True)
@@ -110,16 +105,15 @@ def main() -> None:
     n_tokens = sum(b[1].shape[0] * b[1].shape[1] for b in token_index.buckets)
     print(f"job2skill: {len(jobs.targets)} targets, {n_tokens} target tokens; "
           f"{len(jobs.queries)} queries")
-    print(f"{'layout':<10}{'index MiB':>10}{'ms (b=1)':>10}{'ms/q (b=64)':>12}{'GB/s':>8}"
-          f"{'of peak':>9}", flush=True)
+    print(f"{'layout':<14}{'index MiB':>10}{'ms (b=1)':>10}{'product':>9}{'softmax':>9}"
+          f"{'ms/q (b=64)':>12}{'GB/s':>7}{'of peak':>9}", flush=True)
     for layout in layouts:
-        base.target_layout = layout
-        index = base.prepare(token_index)
-        one, per_query = time_scoring(base, index, list(jobs.queries))
+        index = build_index(base, token_index, layout)
+        one, prod, soft, per_query = time_scoring(base, index, list(jobs.queries))
         size = 2**20 * index_mb(index)
-        gbs = size / (one / 1000) / 1e9
-        print(f"{layout:<10}{size / 2**20:>10.1f}{one:>10.2f}{per_query:>12.3f}{gbs:>8.1f}"
-              f"{gbs / bandwidth:>9.0%}", flush=True)
+        gbs = index.tokens.nbytes / (prod / 1000) / 1e9
+        print(f"{layout:<14}{size / 2**20:>10.1f}{one:>10.2f}{prod:>9.2f}{soft:>9.2f}"
+              f"{per_query:>12.3f}{gbs:>7.1f}{gbs / bandwidth:>9.0%}", flush=True)
         del index
     if args.no_map:
         return
@@ -168,8 +162,7 @@ class SharedEncodings:
             name = f"{shared.base.name}@{layout}"
 
             def index_targets(self, targets):
-                shared.base.target_layout = layout
-                return shared.base.prepare(shared.token_index(targets))
+                return build_index(shared.base, shared.token_index(targets), layout)
 
             def score_index(self, queries, index):
                 key = tuple(queries)
@@ -178,6 +171,16 @@ class SharedEncodings:
                 return shared.base.score_encoded(shared.queries[key], len(queries), index)
 
         return Scored()
+
+
+def build_index(model, token_index, spec: str):
+    """The :class:`uwe.infer.token_matrix.TokenMatrix` of ``token_index`` in layout ``spec``:
+    a layout name, or ``int8_block:<values per scale>`` (default 32) to try another block."""
+    from uwe.infer.token_matrix import QUANT_BLOCK, TokenMatrix
+
+    layout, _, block = spec.partition(":")
+    return TokenMatrix.from_buckets(len(token_index), token_index.buckets, layout, model.threads,
+                                    int(block or QUANT_BLOCK))
 
 
 def _eval_one(model, ds) -> float:

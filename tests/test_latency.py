@@ -72,6 +72,45 @@ def test_sli_mean_ratio_matches_the_backbone_by_name():
     assert latency.sli_mean_ratios(models)["uwe"]["latency_ratio"] is None
 
 
+def test_a_mean_pooled_twin_is_the_sli_models_denominator():
+    """An SLI model's own encoder mean-pooled (``twin_of``) is compared with it before the
+    backbone's embedder; the twin itself is compared with the embedder."""
+    models = {
+        "uwe@onnx": {"kind": "uwe", "scorer": "sli", "backbone": "all-MiniLM-L6-v2",
+                     "spec": "models/uwe", "engine": "onnx", "latency_ms": {"median": 7.0}},
+        "uwe:mean@onnx": {"kind": "uwe", "scorer": "mean", "backbone": "all-MiniLM-L6-v2",
+                          "spec": "models/uwe", "engine": "onnx", "twin_of": "uwe",
+                          "latency_ms": {"median": 5.0}},
+        "minilm@onnx": {"kind": "embedding", "spec": "sentence-transformers/all-MiniLM-L6-v2",
+                        "engine": "onnx", "latency_ms": {"median": 4.0}},
+    }
+    ratios = latency.sli_mean_ratios(models)
+    assert ratios["uwe@onnx"] == {"mean_pooled": "uwe:mean@onnx", "latency_ratio": 7.0 / 5.0}
+    assert ratios["uwe:mean@onnx"] == {"mean_pooled": "minilm@onnx", "latency_ratio": 5.0 / 4.0}
+
+
+def test_models_measured_together_take_turns_query_by_query():
+    """measure_together interleaves the timed single queries (each query through every model,
+    the order rotating), after each model's own warm-up; the batches come last, per model."""
+    log = []
+
+    class Logged(CountingModel):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def score_index(self, queries, index):
+            log.append((self.name, len(queries)))
+            return super().score_index(queries, index)
+
+    models = {"a": Logged("a"), "b": Logged("b")}
+    out = latency.measure_together(models, ["t1", "t2"], ["q1", "q2", "q3"], warmup=1,
+                                   repeats=3, throughput_batch=2, throughput_batches=1)
+    assert set(out) == {"a", "b"} and all(m.indexed == 1 for m in models.values())
+    assert [n for n, size in log if size == 1] == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert [n for n, size in log if size == 2] == ["a", "a", "b", "b"]
+
+
 def test_report_and_frame_with_a_lexical_baseline(tmp_path):
     report = latency.latency_report({"tfidf_char": "tfidf_char"}, ["python", "nursing care"],
                                     ["data scientist", "nurse"], root=tmp_path, device="cpu",

@@ -113,7 +113,8 @@ def test_an_executed_notebook_is_the_same_bytes_when_its_stage_runs_again(curate
     finally:  # the later stages of this module read every result in metrics/workbench
         for path in written:
             path.unlink(missing_ok=True)
-    changed = [(a, b) for a, b in zip(runs[0].decode().splitlines(), runs[1].decode().splitlines())
+    changed = [(a, b) for a, b in zip(runs[0].decode().splitlines(), runs[1].decode().splitlines(),
+                                      strict=False)
                if a != b]
     assert runs[0] == runs[1], changed[:5]
     text = runs[0].decode("utf-8")

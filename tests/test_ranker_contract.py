@@ -30,8 +30,7 @@ def _folder(backbone, tmp_path, scorer="sli"):
 
 KINDS = ["bm25", "tfidf_char", "embedding@torch", "embedding@onnx", "uwe sli", "uwe mean",
          "uwe maxsim", "uwe sli_mean_target", "ann two-stage", "numpy engine",
-         "onnx engine sli float32", "onnx engine sli float16", "onnx engine sli int8",
-         "onnx engine mean"]
+         "onnx engine sli float32", "onnx engine sli int8_block", "onnx engine mean"]
 
 
 def make(kind: str, backbone: str, tmp_path):

@@ -1,6 +1,6 @@
-"""uwe.infer.token_matrix: SLI over one token-major target matrix (a matrix product plus the
-segmented softmax of uwe.infer.kernels.segmented_sli) against the padded torch reference of
-uwe.core.scoring, per layout within its stated error bound."""
+"""uwe.infer.token_matrix: SLI over one target-token matrix grouped by length (a matrix product
+in ONNX Runtime plus the segmented softmax of uwe.infer.kernels.grouped_sli) against the padded
+torch reference of uwe.core.scoring, per layout within its stated error bound."""
 
 from __future__ import annotations
 
@@ -98,8 +98,9 @@ def test_int8_block_products_are_the_stated_arithmetic_within_the_stated_bound()
     q = rng.normal(size=(6, d)).astype(np.float32) * 3
     q[:, 2] *= 15
     offsets = np.arange(301, dtype=np.int64)
-    m = TokenMatrix(t, np.linalg.norm(t, axis=1), offsets, "int8_block")
-    got = m._session.run(None, {"q": q})[0].astype(np.float64)
+    m = TokenMatrix.from_offsets(t, np.linalg.norm(t, axis=1), offsets, "int8_block")
+    assert np.array_equal(m.order, np.arange(300))  # one token each: stored in target order
+    got = m.products(q).astype(np.float64)
     q8, sq = quantize_blocks(q)
     t8, st = quantize_blocks(t)
     emulated = np.einsum("rkb,nkb,rk,nk->rn", q8.astype(np.float64), t8.astype(np.float64),
@@ -121,8 +122,55 @@ def test_bad_inputs_say_what_is_wrong():
         TokenMatrix.from_buckets(10, [*buckets, buckets[0]])
     with pytest.raises(ValueError, match="token layout must be one of"):
         TokenMatrix.from_buckets(10, buckets, "float8")
+    with pytest.raises(ValueError, match="offsets"):
+        TokenMatrix.from_offsets(np.zeros((4, 48), np.float32), np.ones(4, np.float32),
+                                 np.array([0, 3, 2, 4]))
     m = TokenMatrix.from_buckets(10, buckets)
     with pytest.raises(ValueError, match="dimension 48"):
         m.score(np.zeros((1, 2, 32), np.float32), 1.0)
     with pytest.raises(ValueError, match="attention must be one of"):
         m.score(np.zeros((1, 2, 48), np.float32), 1.0, attention="hard")
+
+
+def test_target_major_tokens_give_the_same_scores_as_buckets():
+    rng = np.random.default_rng(5)
+    buckets, t_emb, t_mask = _targets(rng, 40)
+    lengths = t_mask.sum(1).numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens = np.concatenate([t_emb[k, :lengths[k]].numpy() for k in range(40)])
+    m = TokenMatrix.from_offsets(tokens, np.linalg.norm(tokens, axis=1), offsets, "float32")
+    q = rng.normal(size=(2, 3, 48)).astype(np.float32)
+    want = TokenMatrix.from_buckets(40, buckets, "float32").score(q, 0.5)
+    np.testing.assert_allclose(m.score(q, 0.5), want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [3, kernels.SEGMENT_CHUNK])
+def test_the_grouped_kernel_in_parallel_equals_it_serial(chunk):
+    """grouped_sli's work items (several per group when chunk is small) on Numba's pool give
+    the serial result, and a target of no tokens scores 0."""
+    rng = np.random.default_rng(6)
+    lengths, counts = np.array([0, 2, 5]), np.array([3, 7, 11])
+    items = kernels.work_items(lengths, counts, chunk)
+    n_tok = int((lengths * counts).sum())
+    raw = rng.normal(size=(6, n_tok)).astype(np.float32) * 4
+    att_t = rng.uniform(0.5, 2, n_tok).astype(np.float32)
+    cos_t = rng.uniform(0.1, 1, n_tok).astype(np.float32)
+    att_q, cos_q = np.full(6, 0.7, np.float32), rng.uniform(0.1, 1, 6).astype(np.float32)
+    outs = []
+    for parallel in (False, True):
+        out = np.zeros((2, int(counts.sum())), np.float32)
+        kernels.grouped_sli(raw, att_q, att_t, cos_q, cos_t, items, 3, out, parallel)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.all(outs[0][:, :3] == 0) and np.all(outs[0][:, 3:] != 0)
+    # the formula, by hand, for the second group's first target (tokens j*7 + 0 after the
+    # first group's none): query 0's rows 0..2
+    cols = 0 + np.arange(2) * 7
+    want = 0.0
+    for r in range(3):
+        logit = raw[r, cols] * att_q[r] * att_t[cols]
+        w = np.exp(logit - logit.max())
+        want += (w / w.sum() * raw[r, cols] * cos_q[r] * cos_t[cols]).sum() / 3
+    np.testing.assert_allclose(outs[0][0, 3], want, rtol=1e-5)
+    with pytest.raises(ValueError, match="grouped_sli: shapes"):
+        kernels.grouped_sli(raw[:, :5], att_q, att_t, cos_q, cos_t, items, 3, out)

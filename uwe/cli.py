@@ -310,9 +310,10 @@ def _layout_arg(p: argparse.ArgumentParser) -> None:
         "--target-layout",
         choices=LAYOUTS,
         default=DEFAULT_LAYOUT,
-        help="--engine onnx, SLI scorer: how the cached target tokens are stored and scored: "
-        "float32 (NumPy passes, the reference), fused32, float16 or int8 (one fused pass per "
-        f"query; scripts/bench_layouts.py measures each). Default: {DEFAULT_LAYOUT}",
+        help="--engine onnx, SLI scorer: how the cached target tokens are stored for the one "
+        "matrix product a query makes with them: int8_block (int8 per block of 32 values, "
+        "ONNX Runtime's MatMulNBits) or float32 (exact; scripts/bench_layouts.py measures "
+        f"both). Default: {DEFAULT_LAYOUT}",
     )
 
 

@@ -196,7 +196,7 @@ class LatencyParams:
     # UWE and embedding models, entries "<name>@onnx" with the encode / score split
     engines: list[str] = field(default_factory=lambda: ["torch"])
     # how the onnx engine stores an SLI model's cached target tokens (uwe.infer.ort.LAYOUTS)
-    target_layout: str = "float16"
+    target_layout: str = "int8_block"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from uwe.infer.token_matrix import DEFAULT_LAYOUT
 from uwe.model.registry import ModelRef, model_slug, resolve
 
 logger = logging.getLogger(__name__)
@@ -88,38 +89,69 @@ def _summary(ms: np.ndarray) -> dict[str, float]:
 def measure(model: Any, targets: Sequence[str], queries: Sequence[str], warmup: int = 10,
             repeats: int = 100, throughput_batch: int = 64, throughput_batches: int = 5) -> dict:
     """Index ``targets`` once, then latency and throughput as in the module doc."""
+    return measure_together({"model": model}, targets, queries, warmup, repeats,
+                            throughput_batch, throughput_batches)["model"]
+
+
+def measure_together(models: Mapping[str, Any], targets: Sequence[str],
+                     queries: Sequence[str], warmup: int = 10, repeats: int = 100,
+                     throughput_batch: int = 64, throughput_batches: int = 5
+                     ) -> dict[str, dict]:
+    """:func:`measure` for several models at once, their single queries interleaved: each
+    timed query runs through every model in turn (the order rotating from one query to the
+    next), so that a drift in the machine's speed (other load, clock, memory traffic) falls on
+    every model alike and their ratios compare like with like. Each model's index is built,
+    and its throughput measured, on its own."""
     if repeats < 1 or throughput_batch < 1 or throughput_batches < 1 or warmup < 0:
         raise ValueError("repeats, throughput_batch and throughput_batches must be >= 1, "
                          f"warmup >= 0 (got {repeats}, {throughput_batch}, "
                          f"{throughput_batches}, {warmup})")
-    t0 = time.perf_counter()
-    index = model.index_targets(list(targets))
-    index_seconds = time.perf_counter() - t0
-    split = hasattr(model, "encode_queries") and hasattr(model, "score_encoded")
-    timer = time_split_queries if split else time_single_queries
-    timer(model, index, query_stream(queries, warmup))
-    ms = timer(model, index, query_stream(queries, repeats, warmup))
-    parts = {}
-    if split:
-        parts = {"encode_ms": _summary(ms[:, 0]), "score_ms": _summary(ms[:, 1])}
-        ms = ms.sum(1)
-    batches = [query_stream(queries, throughput_batch, k * throughput_batch)
-               for k in range(throughput_batches + 1)]
-    np.asarray(model.score_index(batches[0], index))  # warm-up batch
-    t0 = time.perf_counter()
-    for batch in batches[1:]:
-        np.asarray(model.score_index(batch, index))
-    seconds = time.perf_counter() - t0
-    return {
-        "latency_ms": _summary(ms), **parts,
-        "throughput_qps": throughput_batch * throughput_batches / seconds,
-        "index_seconds": index_seconds, "index_mb": index_mb(index), "n_targets": len(targets),
-        "parameters": parameter_count(model),
-    }
+    names = list(models)
+    indexes, index_seconds, split = {}, {}, {}
+    for name, model in models.items():
+        t0 = time.perf_counter()
+        indexes[name] = model.index_targets(list(targets))
+        index_seconds[name] = time.perf_counter() - t0
+        split[name] = hasattr(model, "encode_queries") and hasattr(model, "score_encoded")
+
+    def timer(name: str, stream: Sequence[str]) -> np.ndarray:
+        fn = time_split_queries if split[name] else time_single_queries
+        return fn(models[name], indexes[name], stream)
+
+    for name in names:
+        timer(name, query_stream(queries, warmup))
+    stream = query_stream(queries, repeats, warmup)
+    ms: dict[str, list] = {name: [] for name in names}
+    for i, q in enumerate(stream):
+        for k in range(len(names)):
+            name = names[(i + k) % len(names)]
+            ms[name].append(timer(name, [q])[0])
+    out = {}
+    for name, model in models.items():
+        times = np.asarray(ms[name])
+        parts = {}
+        if split[name]:
+            parts = {"encode_ms": _summary(times[:, 0]), "score_ms": _summary(times[:, 1])}
+            times = times.sum(1)
+        batches = [query_stream(queries, throughput_batch, k * throughput_batch)
+                   for k in range(throughput_batches + 1)]
+        index = indexes[name]
+        np.asarray(model.score_index(batches[0], index))  # warm-up batch
+        t0 = time.perf_counter()
+        for batch in batches[1:]:
+            np.asarray(model.score_index(batch, index))
+        seconds = time.perf_counter() - t0
+        out[name] = {
+            "latency_ms": _summary(times), **parts,
+            "throughput_qps": throughput_batch * throughput_batches / seconds,
+            "index_seconds": index_seconds[name], "index_mb": index_mb(index),
+            "n_targets": len(targets), "parameters": parameter_count(model),
+        }
+    return out
 
 
 def index_mb(index: Any) -> float | None:
-    """MiB of a NumPy-side target index (:class:`uwe.infer.ort.CompactIndex`, a token-level
+    """MiB of a NumPy-side target index (a :class:`uwe.infer.token_matrix.TokenMatrix`, a
     :class:`uwe.infer.numpy_engine.NumpyIndex` with its pooled rows if computed, an embedding
     matrix); None for a torch or lexical index."""
     if isinstance(index, np.ndarray):
@@ -164,18 +196,23 @@ def entry_name(name: str, engine: str) -> str:
 
 
 def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
-    """For each UWE entry: its median latency over that of the entry named like its backbone
-    (``uwe.model.registry.model_slug`` of either the name or the spec) timed through the same
-    engine; None if none was timed."""
+    """For each UWE entry: its median latency over that of a mean-pooled model of the same
+    backbone timed through the same engine -- its own mean-pooled twin (``twin_of``, the same
+    encoder) where one was timed, else the entry named like its backbone
+    (``uwe.model.registry.model_slug`` of either the name or the spec; a twin itself is
+    compared with that one); None if none was timed."""
     out = {}
     for name, entry in models.items():
         if entry.get("kind") != "uwe":
             continue
         want, engine = model_slug(entry["backbone"]), entry.get("engine", "torch")
-        match = next((n for n, e in models.items() if e.get("kind") == "embedding"
-                      and e.get("engine", "torch") == engine
-                      and want in (model_slug(n.split("@")[0]), model_slug(e["spec"]))),
-                     None)
+        base = name.split("@")[0]
+        match = next((n for n, e in models.items() if e.get("twin_of") == base
+                      and e.get("engine", "torch") == engine), None)
+        match = match or next((n for n, e in models.items() if e.get("kind") == "embedding"
+                               and e.get("engine", "torch") == engine
+                               and want in (model_slug(n.split("@")[0]), model_slug(e["spec"]))),
+                              None)
         ratio = None if match is None else (entry["latency_ms"]["median"]
                                             / models[match]["latency_ms"]["median"])
         if match is None:
@@ -187,26 +224,33 @@ def sli_mean_ratios(models: Mapping[str, Mapping]) -> dict[str, dict]:
 def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Sequence[str],
                    root: str | Path = ".", device: str = "auto", batch_size: int = 128,
                    backbone: str | None = None, max_length: int = 64,
-                   engines: Sequence[str] = ("torch",), target_layout: str = "float16",
-                   **timing: int) -> dict:
+                   engines: Sequence[str] = ("torch",), target_layout: str = DEFAULT_LAYOUT,
+                   mean_twins: bool = True, **timing: int) -> dict:
     """Measure every model of ``specs`` (name -> spec) through each of ``engines``
     (:data:`ENGINES`; ``onnx`` for the UWE and embedding models:
     :func:`uwe.infer.ort.ort_model_for`,
     entries ``<name>@onnx`` with the encode / score split, SLI models scoring cached target
-    tokens stored in ``target_layout``: :data:`uwe.infer.ort.LAYOUTS`); ``timing`` goes to
-    :func:`measure`."""
+    tokens stored in ``target_layout``: :data:`uwe.infer.ort.LAYOUTS`); with ``mean_twins``
+    a UWE folder of another scorer is also timed mean-pooled through the ONNX engine
+    (``<name>:mean@onnx``: the same encoder, only the scorer differs). The ONNX engine's models
+    are timed together, their single queries interleaved (:func:`measure_together`); each
+    torch model on its own. ``isa`` records the CPU
+    and its instruction-set features (the int8 and bf16 kernels follow them); ``timing`` goes
+    to :func:`measure`."""
     import torch
 
+    from uwe.infer.kernels import PARALLEL_ROWS
     from uwe.model.pretrained import resolve_device
+    from uwe.precision import cpu_isa
 
     unknown_engines = [e for e in engines if e not in ENGINES]
     if unknown_engines or not engines:
         raise ValueError(f"latency engines must be some of {ENGINES}, got {list(engines)}")
-    models = {}
+    models, fast, fast_info = {}, {}, {}
     for name, spec in specs.items():
         ref = resolve(spec, root, backbone)
-        model = load_for_latency(ref, root, device, batch_size, max_length)
         info = describe(ref)
+        model = load_for_latency(ref, root, device, batch_size, max_length)
         params = parameter_count(model)
         if "torch" in engines:
             models[name] = {**info, "engine": "torch",
@@ -215,23 +259,34 @@ def latency_report(specs: Mapping[str, str], targets: Sequence[str], queries: Se
         if "onnx" in engines and info["kind"] in ("uwe", "embedding"):
             from uwe.infer.ort import ort_model_for
 
-            fast = ort_model_for(ref, root, max_length=max_length,
-                                 threads=torch.get_num_threads(), target_layout=target_layout)
-            entry = measure(fast, targets, queries, **timing)
-            layout = fast.target_layout if info["scorer"] == "sli" else None
-            models[entry_name(name, "onnx")] = {**info, "engine": "onnx", **entry,
-                                                "parameters": params, "target_layout": layout}
-            del fast
-        for key in (name, entry_name(name, "onnx")):
-            if key in models:
-                logger.info("%s: median %.1f ms / query, %.0f queries/s", key,
-                            models[key]["latency_ms"]["median"], models[key]["throughput_qps"])
+            key = entry_name(name, "onnx")
+            fast[key] = ort_model_for(ref, root, max_length=max_length,
+                                      threads=torch.get_num_threads(),
+                                      target_layout=target_layout)
+            layout = target_layout if info["scorer"] == "sli" else None
+            fast_info[key] = {**info, "engine": "onnx", "parameters": params,
+                              "target_layout": layout}
+            if mean_twins and info["kind"] == "uwe" and info["scorer"] != "mean" and ref.path:
+                # the same encoder, mean-pooled: the SLI / mean ratio with nothing else changed
+                key = entry_name(f"{name}:mean", "onnx")
+                fast[key] = ort_model_for(ref, root, max_length=max_length, scorer="mean",
+                                          threads=torch.get_num_threads())
+                fast_info[key] = {**info, "scorer": "mean", "engine": "onnx", "twin_of": name,
+                                  "parameters": params, "target_layout": None}
+    if fast:  # the ONNX engine's models timed together, their queries interleaved
+        for key, entry in measure_together(fast, targets, queries, **timing).items():
+            models[key] = {**fast_info[key], **entry, "parameters": fast_info[key]["parameters"]}
+        fast.clear()
+    for key, entry in models.items():
+        logger.info("%s: median %.1f ms / query, %.0f queries/s", key,
+                    entry["latency_ms"]["median"], entry["throughput_qps"])
     ratios = sli_mean_ratios(models)
     sli = [n for n in ratios if models[n].get("scorer") == "sli"]
     sli.sort(key=lambda n: models[n].get("engine") != "onnx")  # the fast engine first
     first = ratios[(sli or list(ratios) or [None])[0]] if ratios else {}
     return {"models": models, "ratios": ratios, "sli_over_mean": first.get("latency_ratio"),
             "engines": list(engines), "target_layout": target_layout, "n_targets": len(targets),
+            "isa": cpu_isa(), "segmented_softmax_parallel_rows": PARALLEL_ROWS,
             "threads": torch.get_num_threads(), "device": str(resolve_device(device)),
             "batch_size_latency": 1, **timing}
 

@@ -166,19 +166,23 @@ def sli_from_cos(cos: np.ndarray, q_scale: np.ndarray, t_norm: np.ndarray, a: in
 
 
 
-# -- SLI from the raw products with every target token, targets of any length -------------------
+# -- SLI from the raw products with every cached target token ---------------------------------
 #
 # uwe.infer.token_matrix multiplies the query tokens with all cached target tokens at once (one
-# BLAS / oneDNN product over a token-major matrix, the tokens of target k at rows
-# offsets[k]:offsets[k+1]); what is left is a softmax over each target's own tokens and the
-# attention-weighted cosine sum. This kernel does it in one sweep per (query token, chunk of
-# targets) with every intermediate in L1: the segment maxima, then one vectorised exp over the
-# chunk's contiguous tokens (each token's logit less its target's max), then the segment sums.
-SEGMENT_CHUNK = 512  # targets per parallel work item
+# matrix product in ONNX Runtime); what is left is a softmax over each target's own tokens and
+# the attention-weighted cosine sum. Targets are short (a handful of tokens), so a loop over each
+# target's tokens has trip counts too short to vectorise, and that kernel cost 2.3 ms a query on
+# job2skill. The token matrix therefore stores the targets in groups of one token length L,
+# position-major: token j of the group's k-th target is row ``tok0 + j * b + k`` (b targets in
+# the group). Each softmax reduction then runs over j with the b targets side by side in
+# contiguous memory, and every inner loop -- the segment maxima, the exp, the sums -- is a
+# vectorised loop over targets (0.3-0.5 ms a query; the same float32 result bit for bit).
+SEGMENT_CHUNK = 1024  # targets per work item: its six float32 rows of this length stay in L1
+PARALLEL_ROWS = 32  # query-token rows from which the work items run on Numba's pool
 
 
 @cache
-def _segmented_kernel():
+def _grouped_kernel(parallel: bool):
     import numba as nb
 
     f32 = np.float32
@@ -188,217 +192,113 @@ def _segmented_kernel():
     one, half, zero = f32(1.0), f32(0.5), f32(0.0)
     flags = {"nnan", "ninf", "nsz", "contract"}
 
-    @nb.njit(parallel=True, fastmath=flags, cache=_CACHE, nogil=True)
-    def run(raw, att_q, att_t, cos_q, cos_t, offsets, k_lo, k_hi, lq, chunk, floor,
-            out):  # pragma: no cover - jitted
+    @nb.njit(parallel=parallel, fastmath=flags, cache=_CACHE, nogil=True)
+    def run(raw, att_q, att_t, cos_q, cos_t, items, lq, floor, out):  # pragma: no cover
         rows = raw.shape[0]
-        tok0 = offsets[k_lo]
-        n_chunks = (k_hi - k_lo + chunk - 1) // chunk
         inv_lq = one / f32(lq)
-        for c in nb.prange(n_chunks):
-            k0 = k_lo + c * chunk
-            k1 = min(k0 + chunk, k_hi)
-            j0 = offsets[k0] - tok0  # the chunk's columns of raw
-            m = offsets[k1] - offsets[k0]
-            logit = np.empty(m, f32)
-            shift = np.empty(m, f32)
-            w = np.empty(m, f32)
-            poly = np.empty(m, f32)
-            bits = np.empty(m, i32)
+        for it in nb.prange(items.shape[0]):
+            tok0, length, b = items[it, 0], items[it, 1], items[it, 2]
+            k0, t0, cnt = items[it, 3], items[it, 4], items[it, 5]
+            mx = np.empty(cnt, f32)
+            den = np.empty(cnt, f32)
+            num = np.empty(cnt, f32)
+            poly = np.empty(cnt, f32)
+            bits = np.empty(cnt, i32)
             scale = bits.view(f32)
             for r in range(rows):
-                p = r // lq
                 aq = att_q[r]
-                for j in range(m):
-                    logit[j] = raw[r, j0 + j] * aq * att_t[tok0 + j0 + j]
-                for k in range(k0, k1):  # each target's max, written beside its tokens
-                    s = offsets[k] - offsets[k0]
-                    e = offsets[k + 1] - offsets[k0]
-                    mx = f32(-np.inf)
-                    for j in range(s, e):
-                        mx = logit[j] if logit[j] > mx else mx
-                    for j in range(s, e):
-                        shift[j] = mx
-                for j in range(m):  # exp(logit - max), floored (Cephes, vectorised)
-                    z = logit[j] - shift[j]
-                    z = z if z > floor else floor
-                    n = np.floor(z * log2e + half)
-                    x = z - n * ln2_hi
-                    x = x - n * ln2_lo
-                    q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
-                    poly[j] = q * x * x + x + one
-                    bits[j] = (i32(n) + i32(127)) << i32(23)
-                for j in range(m):
-                    w[j] = poly[j] * scale[j]
-                cq = cos_q[r] * inv_lq
-                for k in range(k0, k1):
-                    s = offsets[k] - offsets[k0]
-                    e = offsets[k + 1] - offsets[k0]
-                    den = zero
-                    num = zero
-                    for j in range(s, e):
-                        den += w[j]
-                        num += w[j] * (raw[r, j0 + j] * cos_t[tok0 + j0 + j])
-                    if e > s:
-                        out[p, k] += cq * (num / den)
+                for k in range(cnt):
+                    mx[k] = f32(-np.inf)
+                    den[k] = zero
+                    num[k] = zero
+                for j in range(length):  # each target's max logit
+                    s = tok0 + j * b + t0
+                    x = raw[r, s:s + cnt]
+                    at = att_t[s:s + cnt]
+                    for k in range(cnt):
+                        mx[k] = max(x[k] * aq * at[k], mx[k])
+                for j in range(length):  # exp(logit - max), floored (Cephes), and the sums
+                    s = tok0 + j * b + t0
+                    x = raw[r, s:s + cnt]
+                    at = att_t[s:s + cnt]
+                    ct = cos_t[s:s + cnt]
+                    for k in range(cnt):
+                        z = x[k] * aq * at[k] - mx[k]
+                        z = z if z > floor else floor
+                        n = np.floor(z * log2e + half)
+                        y = z - n * ln2_hi
+                        y = y - n * ln2_lo
+                        q = ((((p0 * y + p1) * y + p2) * y + p3) * y + p4) * y + p5
+                        poly[k] = q * y * y + y + one
+                        bits[k] = (i32(n) + i32(127)) << i32(23)
+                    for k in range(cnt):
+                        w = poly[k] * scale[k]
+                        den[k] += w
+                        num[k] += w * (x[k] * ct[k])
+                if length > 0:
+                    cq = cos_q[r] * inv_lq
+                    p = r // lq
+                    for k in range(cnt):
+                        out[p, k0 + t0 + k] += cq * (num[k] / den[k])
 
     return run
 
 
-def segmented_sli(raw: np.ndarray, att_q: np.ndarray, att_t: np.ndarray, cos_q: np.ndarray,
-                  cos_t: np.ndarray, offsets: np.ndarray, k_lo: int, k_hi: int, lq: int,
-                  out: np.ndarray, threads: int | None = None) -> None:
-    """Add the SLI scores of targets ``k_lo:k_hi`` to ``out`` ``(a, n_t)`` float32, from the raw
-    products ``raw`` ``(a*lq, offsets[k_hi] - offsets[k_lo])`` of ``a`` queries x ``lq`` tokens
-    (row ``p*lq+i``) with those targets' tokens (column ``j`` = token ``offsets[k_lo] + j``).
+def work_items(lengths: np.ndarray, counts: np.ndarray, chunk: int = SEGMENT_CHUNK
+               ) -> np.ndarray:
+    """The work items of :func:`grouped_sli` for groups of ``counts[g]`` targets of
+    ``lengths[g]`` tokens each, stored one group after the other (position-major within a
+    group): ``(n_items, 6)`` int64 rows ``(first token of the group, L, b, first target of the
+    group, first target of the item within the group, targets in the item)``, at most
+    ``chunk`` targets an item."""
+    rows, tok, first = [], 0, 0
+    for length, b in zip(np.asarray(lengths).tolist(), np.asarray(counts).tolist(),
+                         strict=True):
+        for t0 in range(0, b, chunk):
+            rows.append((tok, length, b, first, t0, min(chunk, b - t0)))
+        tok += length * b
+        first += b
+    return np.array(rows, dtype=np.int64).reshape(-1, 6)
+
+
+def grouped_sli(raw: np.ndarray, att_q: np.ndarray, att_t: np.ndarray, cos_q: np.ndarray,
+                cos_t: np.ndarray, items: np.ndarray, lq: int, out: np.ndarray,
+                parallel: bool | None = None) -> None:
+    """Add SLI scores to ``out`` ``(a, n_t)`` float32 from the raw products ``raw``
+    ``(a*lq, N)`` of ``a`` queries x ``lq`` tokens (row ``p*lq+i``) with all ``N`` stored target
+    tokens, grouped by length as :func:`work_items` describes (targets and tokens in stored
+    order).
 
     Attention logit ``= raw * att_q[row] * att_t[token]``, a softmax over each target's tokens
     shifted by its max and floored at ``EXP_FLOOR``; cosine ``= raw * cos_q[row] *
     cos_t[token]``; score ``= mean_i sum_j A_ij cos_ij``. (The paper's SLI: ``att_q = 1/tau``,
     ``att_t = 1``; attention over cosines: ``att_q = 1/(tau |q_i|)``, ``att_t = 1/|t_j|``;
-    ``cos_q = 1/|q_i|``, ``cos_t = 1/|t_j|``.) ``att_t``, ``cos_t``: ``(N,)`` over all tokens;
-    ``offsets`` ``(n_t + 1,)`` int64. A target without tokens scores 0. Targets run in
-    parallel on Numba's pool (``threads`` of it when given)."""
+    ``cos_q = 1/|q_i|``, ``cos_t = 1/|t_j|``.) A target without tokens scores 0. The work items
+    run on Numba's pool when ``parallel`` (default: from :data:`PARALLEL_ROWS` rows on; one
+    query's few rows finish sooner in the calling thread than a pool wakes up)."""
     rows = att_q.shape[0]
-    width = int(offsets[k_hi] - offsets[k_lo])
-    if (raw.shape != (rows, width) or rows % lq or cos_q.shape != (rows,)
-            or att_t.shape != cos_t.shape or out.shape[0] != rows // lq
-            or not 0 <= k_lo <= k_hi <= out.shape[1] or offsets.shape[0] != out.shape[1] + 1):
-        raise ValueError(f"segmented_sli: shapes raw {raw.shape}, att_q {att_q.shape}, cos_q "
-                         f"{cos_q.shape}, att_t {att_t.shape}, cos_t {cos_t.shape}, offsets "
-                         f"{offsets.shape}, out {out.shape} do not match lq={lq}, targets "
-                         f"{k_lo}:{k_hi}")
+    n_tok = int((items[:, 1] * items[:, 2])[items[:, 4] == 0].sum()) if len(items) else 0
+    if (raw.ndim != 2 or raw.shape[0] != rows or raw.shape[1] < n_tok or lq <= 0
+            or rows % lq or cos_q.shape != (rows,) or att_t.shape != cos_t.shape
+            or att_t.shape[0] < n_tok or out.ndim != 2 or out.shape[0] != rows // lq
+            or items.ndim != 2 or items.shape[1] != 6):
+        raise ValueError(f"grouped_sli: shapes raw {raw.shape}, att_q {att_q.shape}, cos_q "
+                         f"{cos_q.shape}, att_t {att_t.shape}, cos_t {cos_t.shape}, items "
+                         f"{items.shape}, out {out.shape} do not match lq={lq} and {n_tok} tokens")
+    if len(items) and int((items[:, 3] + items[:, 4] + items[:, 5]).max()) > out.shape[1]:
+        raise ValueError(f"grouped_sli: the work items reach past the {out.shape[1]} targets "
+                         f"of out")
     if out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError("segmented_sli: out must be C-contiguous float32")
-    if threads:
-        import numba as nb
-
-        nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
+        raise ValueError("grouped_sli: out must be C-contiguous float32")
+    if parallel is None:
+        parallel = rows >= PARALLEL_ROWS
     f32 = np.float32
-    _segmented_kernel()(np.ascontiguousarray(raw, f32), np.ascontiguousarray(att_q, f32),
-                        np.ascontiguousarray(att_t, f32), np.ascontiguousarray(cos_q, f32),
-                        np.ascontiguousarray(cos_t, f32), np.ascontiguousarray(offsets, np.int64),
-                        int(k_lo), int(k_hi), int(lq), SEGMENT_CHUNK, f32(EXP_FLOOR), out)
+    _grouped_kernel(bool(parallel))(
+        np.ascontiguousarray(raw, f32), np.ascontiguousarray(att_q, f32),
+        np.ascontiguousarray(att_t, f32), np.ascontiguousarray(cos_q, f32),
+        np.ascontiguousarray(cos_t, f32), np.ascontiguousarray(items, np.int64), int(lq),
+        f32(EXP_FLOOR), out)
 
 
-# -- SLI of one query against compact target tokens (the ONNX engine's index) -------------------
-#
-# One pass over the cached target tokens per query: each token row is loaded once, widened to
-# float32 (from int8 with its per-token scale, or from float16 bits) into an L1-resident row,
-# and dotted with every query token; the per-target softmax follows at once. This is what makes
-# batch-1 SLI cheap: the NumPy path (uwe.infer.numpy_engine.sli_dense) spends most of its time in
-# passes over (Lq, b, Lt) arrays and a skinny matrix product that OpenBLAS runs at a third of the
-# machine's memory bandwidth. Widening is done once per row, not once per query token: that
-# halves the int8 kernel's time.
-COMPACT_DTYPES = {"float32": np.float32, "float16": np.uint16, "int8": np.int8}
-
-
-@cache
-def _compact_kernel(mode: str):
-    import numba as nb
-
-    f32, u32 = np.float32, np.uint32
-
-    if mode == "float16":  # IEEE half bits -> float32; subnormal halves (< 6.1e-5) flush to 0
-        @nb.njit(inline="always", fastmath=True, cache=_CACHE, nogil=True)
-        def load(src, bits, row):  # pragma: no cover - jitted
-            for k in range(src.shape[0]):
-                h = u32(src[k])
-                e = (h >> u32(10)) & u32(0x1F)
-                sign = (h & u32(0x8000)) << u32(16)
-                full = sign | ((e + u32(112)) << u32(23)) | ((h & u32(0x3FF)) << u32(13))
-                bits[k] = full if e != u32(0) else sign
-    else:
-        @nb.njit(inline="always", fastmath=True, cache=_CACHE, nogil=True)
-        def load(src, bits, row):  # pragma: no cover - jitted
-            for k in range(src.shape[0]):
-                row[k] = f32(src[k])
-
-    # fastmath: the dot products' reductions vectorise only when they may be reassociated
-    @nb.njit(parallel=True, fastmath=True, cache=_CACHE, nogil=True)
-    def sli_rows(q_unit, q_scale, tokens, t_scale, t_norm, floor, eps, out):  # pragma: no cover
-        a, lq, d = q_unit.shape
-        b, lt, _ = tokens.shape
-        for n in nb.prange(b):
-            raw = np.empty((a, lq, lt), f32)
-            bits = np.empty(d, u32)
-            row = bits.view(f32)
-            for j in range(lt):  # each target token is read and widened once for all queries
-                load(tokens[n, j], bits, row)
-                s = t_scale[n, j]
-                for p in range(a):
-                    for i in range(lq):
-                        acc = f32(0.0)
-                        for k in range(d):
-                            acc += q_unit[p, i, k] * row[k]
-                        raw[p, i, j] = acc * s  # ~ q_unit . t_j = |t_j| cos_ij
-            for p in range(a):
-                total = f32(0.0)
-                for i in range(lq):
-                    m = f32(-3.0e38)
-                    for j in range(lt):
-                        m = max(m, raw[p, i, j] * q_scale[p, i])
-                    den = f32(0.0)
-                    num = f32(0.0)
-                    for j in range(lt):
-                        e = np.exp(max(raw[p, i, j] * q_scale[p, i] - m, floor))
-                        den += e
-                        num += e * (raw[p, i, j] / max(t_norm[n, j], eps))
-                    total += num / den
-                out[p, n] = total / lq
-
-    return sli_rows
-
-
-def sli_compact(q_unit: np.ndarray, q_scale: np.ndarray, tokens: np.ndarray,
-                t_scale: np.ndarray, t_norm: np.ndarray, eps: float = 1e-12,
-                threads: int | None = None) -> np.ndarray:
-    """SLI of equal-length queries against equal-length targets in a compact layout ->
-    ``(a, b)`` float32.
-
-    ``q_unit`` ``(a, Lq, d)``: the queries' unit tokens; ``q_scale`` ``(a, Lq)`` =
-    ``|q_i| / tau``; ``tokens`` ``(b, Lt, d)``: the targets' tokens as float32, as float16
-    bits (``uint16``, the ``.view(np.uint16)`` of a float16 array) or as int8 with
-    ``t ~ t_scale[..., None] * tokens``; ``t_scale`` ``(b, Lt)`` (ones for float32 / float16);
-    ``t_norm`` ``(b, Lt)``: the exact token norms |t_j|. Logit ``= q_scale_i * (q_unit_i .
-    t_j)``, the softmax over each target's tokens shifted by its max and floored at
-    ``EXP_FLOOR``, then ``mean_i sum_j A_ij cos_ij`` with ``cos_ij = q_unit_i . t_j / |t_j|``:
-    :func:`uwe.infer.numpy_engine.sli_dense`'s formula on the stored tokens. Targets run in
-    parallel on
-    Numba's pool (``threads`` of it when given); each target token is read once per call, so
-    a batch of queries shares the pass over the targets."""
-    modes = {np.dtype(v): k for k, v in COMPACT_DTYPES.items()}
-    mode = modes.get(np.dtype(tokens.dtype))
-    if mode is None:
-        raise ValueError(f"compact tokens must be float32, uint16 (float16 bits) or int8, got "
-                         f"{tokens.dtype}")
-    if (tokens.ndim != 3 or t_scale.shape != tokens.shape[:2] or t_norm.shape != tokens.shape[:2]
-            or q_unit.ndim != 3 or q_scale.shape != q_unit.shape[:2]
-            or q_unit.shape[2] != tokens.shape[2]):
-        raise ValueError(f"sli_compact: shapes q {q_unit.shape}, q_scale {q_scale.shape}, "
-                         f"tokens {tokens.shape}, t_scale {t_scale.shape}, t_norm {t_norm.shape}")
-    if threads:
-        import numba as nb
-
-        nb.set_num_threads(max(1, min(threads, nb.config.NUMBA_NUM_THREADS)))
-    out = np.empty((q_unit.shape[0], tokens.shape[0]), dtype=np.float32)
-    _compact_kernel(mode)(np.ascontiguousarray(q_unit, np.float32),
-                          np.ascontiguousarray(q_scale, np.float32), tokens,
-                          np.ascontiguousarray(t_scale, np.float32),
-                          np.ascontiguousarray(t_norm, np.float32), np.float32(EXP_FLOOR),
-                          np.float32(eps), out)
-    return out
-
-
-def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 rows with one scale per row (the last axis): ``(q, scale)`` with
-    ``emb ~ scale[..., None] * q``, ``scale = max|row| / 127`` (1 for an all-zero row)."""
-    emb = np.asarray(emb, dtype=np.float32)
-    scale = np.abs(emb).max(axis=-1) / np.float32(127.0)
-    scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
-    q = np.clip(np.rint(emb / scale[..., None]), -127, 127).astype(np.int8)
-    return q, scale
-
-
-__all__ = ["COMPACT_DTYPES", "EXP_FLOOR", "SEGMENT_CHUNK", "TILE", "available", "quantize_rows",
-           "segmented_sli", "sli_compact", "sli_from_cos"]
+__all__ = ["EXP_FLOOR", "PARALLEL_ROWS", "SEGMENT_CHUNK", "TILE", "available", "grouped_sli",
+           "sli_from_cos", "work_items"]

@@ -3,7 +3,7 @@
 A query is a handful of tokens; with torch, the framework's per-call overhead dominates its
 encoding on a CPU (all-MiniLM-L6-v2: ~16 ms per 4-token query on 2 cores against ~3.5 ms in
 ONNX Runtime, measured by ``scripts/bench_rank.py --engines``). This module runs the backbone
-in ONNX Runtime and scores with NumPy:
+in ONNX Runtime and scores without torch:
 
 * :func:`export_onnx` writes a backbone (``transformers.AutoModel``, ``last_hidden_state``,
   dynamic batch and length) to ONNX once per model version, into
@@ -17,8 +17,9 @@ in ONNX Runtime and scores with NumPy:
   model's max length), in groups of one exact token length (no padding, as
   :meth:`uwe.model.uwe_model.UWEModel._encode_buckets`), and scores as
   :class:`uwe.model.uwe_model.UWEModel`:
-  ``sli`` against the token-level :class:`uwe.infer.numpy_engine.NumpyIndex`
-  (:func:`uwe.infer.numpy_engine.sli_dense`),
+  ``sli`` against every cached target token in one :class:`uwe.infer.token_matrix.TokenMatrix`
+  (a matrix product in ONNX Runtime over tokens stored in ``target_layout``, then a segmented
+  softmax in Numba),
   ``mean`` (and a sentence-transformers model's mean pooling) and ``sli_mean_target`` against
   the unit mean-pooled targets. It has the harness contract (``index_targets``,
   ``score_index``) plus :meth:`OrtModel.encode_queries` / :meth:`OrtModel.score_encoded`, so
@@ -41,7 +42,8 @@ import numpy as np
 from uwe.constants import EPS, POOLED_TARGET_SCORERS
 from uwe.core.lengths import length_groups
 from uwe.errors import InputError
-from uwe.infer.numpy_engine import NumpyIndex, sli_dense
+from uwe.infer.numpy_engine import NumpyIndex
+from uwe.infer.token_matrix import DEFAULT_LAYOUT, LAYOUTS, TokenMatrix  # SLI target layouts
 from uwe.model.registry import ModelRef, model_slug, resolve
 
 logger = logging.getLogger(__name__)
@@ -187,60 +189,6 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-# SLI target-token layouts: a uwe.infer.token_matrix.TokenMatrix (one matrix product over every
-# cached target token, then the segmented softmax) in float32 (exact), bfloat16 or int8; and,
-# until the benchmark has compared them, the earlier paths: "numpy32" the NumPy passes of
-# uwe.infer.numpy_engine.sli_dense, "compact16" / "compact8" one fused Numba pass per query
-# (uwe.infer.kernels.sli_compact) on float16 / int8 tokens
-MATRIX_LAYOUTS = ("float32", "bfloat16", "int8", "int8_block")
-LEGACY_LAYOUTS = {"numpy32": "float32", "fused32": "fused32", "compact16": "float16",
-                  "compact8": "int8"}
-LAYOUTS = MATRIX_LAYOUTS + tuple(LEGACY_LAYOUTS)
-DEFAULT_LAYOUT = "compact16"  # MAP within 0.03 points of float32 per heldout task; half the bytes
-COMPACT_QUERIES = 64  # queries of one length per kernel call (their tokens stay in cache)
-
-
-class CompactIndex:
-    """SLI target tokens for :func:`uwe.infer.kernels.sli_compact`, one group per token length
-    (the exact-length buckets of a :class:`uwe.infer.numpy_engine.NumpyIndex` of the same length
-    merged:
-    fewer, larger kernel calls): ``(index (b,), tokens (b, L, d), scale (b, L), norm (b, L))``.
-
-    ``fused32``: float32 tokens (4 bytes a value); ``float16``: half-precision tokens, stored as
-    their ``uint16`` bits (2 bytes); ``int8``: one byte a value with one float32 scale per token
-    (``t ~ scale * tokens``, ``scale = max|t| / 127``). ``norm`` is always the exact float32
-    norm, so only the dot products carry the rounding."""
-
-    def __init__(self, index: NumpyIndex, layout: str):
-        from uwe.infer.kernels import quantize_rows
-
-        if layout not in ("fused32", "float16", "int8"):
-            raise ValueError(f"compact layout must be fused32, float16 or int8, got {layout!r}")
-        self.n_targets, self.layout, self.buckets = len(index), layout, []
-        by_length: dict[int, list] = {}
-        for bucket in index.buckets:
-            by_length.setdefault(bucket[1].shape[1], []).append(bucket)
-        for _, group in sorted(by_length.items(), reverse=True):
-            t_idx, emb, norm = (np.concatenate([b[k] for b in group]) for k in range(3))
-            ones = np.ones(emb.shape[:2], np.float32)
-            if layout == "int8":
-                tokens, scale = quantize_rows(emb)
-            elif layout == "float16":
-                tokens, scale = np.ascontiguousarray(emb.astype(np.float16).view(np.uint16)), ones
-            else:
-                tokens, scale = np.ascontiguousarray(emb, np.float32), ones
-            self.buckets.append((t_idx.astype(np.int64), tokens, scale,
-                                 np.ascontiguousarray(norm, np.float32)))
-
-    def __len__(self) -> int:
-        return self.n_targets
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the stored tokens, scales and norms."""
-        return sum(tq.nbytes + sc.nbytes + nm.nbytes for _, tq, sc, nm in self.buckets)
-
-
 class OrtModel:
     """A backbone in ONNX Runtime with one of :data:`SCORERS` (see the module doc).
 
@@ -316,13 +264,14 @@ class OrtModel:
 
     # -- construction from the project's model specs ----------------------------------------
     @classmethod
-    def from_uwe_folder(cls, folder: str | Path, **kw) -> OrtModel:
-        """A trained UWE folder with its own scorer, temperature and max length."""
+    def from_uwe_folder(cls, folder: str | Path, scorer: str | None = None, **kw) -> OrtModel:
+        """A trained UWE folder with its own scorer (or ``scorer``: the same encoder scored
+        another way, e.g. its mean-pooled twin), temperature and max length."""
         from uwe.model.folder import check_model_folder
 
         config = check_model_folder(folder, tokenizer_size=False)
         kw.setdefault("name", Path(folder).name)
-        return cls(folder, config["scorer"], float(config["attention_temperature"]),
+        return cls(folder, scorer or config["scorer"], float(config["attention_temperature"]),
                    int(config["max_length"]), **kw)
 
     @classmethod
@@ -386,22 +335,20 @@ class OrtModel:
                    for pos, emb in self.encode_buckets(list(targets))]
         return NumpyIndex(len(targets), buckets)
 
-    def prepare(self, index: NumpyIndex) -> NumpyIndex | CompactIndex:
+    def prepare(self, index: NumpyIndex) -> NumpyIndex | TokenMatrix:
         """``index`` ready for this model's scorer: for a pooled scorer its unit mean vectors
         alone (:func:`pooled_targets`; one ``(d, n_t)`` float32 matrix, the tokens dropped);
         for SLI the target tokens in ``target_layout``."""
         if self.scorer_name in POOLED_TARGET_SCORERS:  # the pooled vectors only, not the tokens
             return index if not index.buckets else NumpyIndex.from_pooled(pooled_targets(index))
-        if self.target_layout in MATRIX_LAYOUTS:
-            from uwe.infer.token_matrix import TokenMatrix
+        from uwe.infer.token_matrix import TokenMatrix
 
-            return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout,
-                                            self.threads)
-        elif self.target_layout != "numpy32":
-            return CompactIndex(index, LEGACY_LAYOUTS[self.target_layout])
-        return index
+        if isinstance(index, TokenMatrix):
+            return index
+        return TokenMatrix.from_buckets(len(index), index.buckets, self.target_layout,
+                                        self.threads)
 
-    def index_targets(self, targets: list[str]) -> NumpyIndex | CompactIndex:
+    def index_targets(self, targets: list[str]) -> NumpyIndex | TokenMatrix:
         """:meth:`token_index` then :meth:`prepare`."""
         return self.prepare(self.token_index(targets))
 
@@ -424,31 +371,10 @@ class OrtModel:
                     qn = q / np.maximum(np.linalg.norm(q, axis=2, keepdims=True), EPS)
                     out[pos] = (qn @ t_cols).mean(1)
             return out
-        from uwe.infer.token_matrix import TokenMatrix
-
-        if isinstance(index, TokenMatrix):  # one product over all target tokens, then softmax
-            for pos, q in encoded:
-                out[pos] = index.score(q, self.attention_temperature, "raw",
-                                       threads=self.threads)
-            return out
-        if isinstance(index, CompactIndex):  # one fused pass over the targets (uwe.infer.kernels)
-            from uwe.infer.kernels import sli_compact
-
-            for pos, q in encoded:
-                norms = np.sqrt(np.einsum("ald,ald->al", q, q))  # (a, Lq)
-                units = q / np.maximum(norms, np.float32(EPS))[..., None]
-                scales = (norms / np.float32(self.attention_temperature)).astype(np.float32)
-                for s in range(0, len(pos), COMPACT_QUERIES):
-                    rows, e = pos[s:s + COMPACT_QUERIES], slice(s, s + COMPACT_QUERIES)
-                    for t_idx, tokens, t_scale, t_norm in index.buckets:
-                        out[np.ix_(rows, t_idx)] = sli_compact(
-                            units[e], scales[e], tokens, t_scale, t_norm, EPS, self.threads)
-            return out
-        for pos, q in encoded:
-            block = np.zeros((len(pos), len(index)), dtype=np.float32)
-            for t_idx, t_emb, t_norm in index.buckets:
-                block[:, t_idx] = sli_dense(q, t_emb, t_norm, self.attention_temperature)
-            out[pos] = block
+        if not isinstance(index, TokenMatrix):  # the token index as cached: its tokens stored
+            index = self.prepare(index)
+        for pos, q in encoded:  # one product over all target tokens, then the softmax
+            out[pos] = index.score(q, self.attention_temperature, "raw")
         return out
 
     def score_index(self, queries: list[str], index: NumpyIndex) -> np.ndarray:
@@ -478,10 +404,11 @@ def pooled_targets(index: NumpyIndex, columns: bool = False) -> np.ndarray:
 
 
 def ort_model_for(spec: str | ModelRef, root: str | Path = ".", backbone: str | None = None,
-                  max_length: int = 64, **kw: Any) -> OrtModel:
+                  max_length: int = 64, scorer: str | None = None, **kw: Any) -> OrtModel:
     """The ONNX-engine model of what ``spec`` names (:func:`uwe.model.registry.resolve`): a UWE
-    folder, ``untuned:<scorer>`` (UWE's architecture on ``backbone``) or a mean-pooling
-    sentence-transformers model; one line for any other kind."""
+    folder (with ``scorer`` in place of its own when given), ``untuned:<scorer>`` (UWE's
+    architecture on ``backbone``) or a mean-pooling sentence-transformers model; one line for
+    any other kind."""
     from uwe.model.pretrained import resolve_model
 
     ref = spec if isinstance(spec, ModelRef) else resolve(spec, root, backbone)
@@ -489,7 +416,7 @@ def ort_model_for(spec: str | ModelRef, root: str | Path = ".", backbone: str | 
         return OrtModel(Path(resolve_model(ref.backbone)), ref.scorer, max_length=max_length,
                         name=ref.spec, **kw)
     if ref.kind == "uwe" and not ref.st_folder:
-        return OrtModel.from_uwe_folder(ref.path, **kw)
+        return OrtModel.from_uwe_folder(ref.path, scorer, **kw)
     if ref.kind == "embedding":
         return OrtModel.from_sentence_transformer(ref.name, **kw)
     raise InputError(f"{ref.spec}: the ONNX engine runs UWE folders, untuned UWE models and "

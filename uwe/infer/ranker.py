@@ -47,8 +47,8 @@ TASK_FAMILIES = ("full", "heldout", "zeroshot")  # uwe.data.tasks.FAMILIES (impo
 TASK_SPLITS = ("val", "test")  # uwe.data.tasks.SPLITS
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")  # targets files whose list the cache keeps
 # the ONNX engine's SLI target layouts (uwe.infer.ort.LAYOUTS; not imported: it loads numpy)
-LAYOUTS = ("float32", "fused32", "float16", "int8")
-DEFAULT_LAYOUT = "float16"
+LAYOUTS = ("float32", "int8_block")
+DEFAULT_LAYOUT = "int8_block"
 
 logger = logging.getLogger(__name__)
 
