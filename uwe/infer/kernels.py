@@ -1,22 +1,25 @@
-"""Fused CPU kernel for exact soft late interaction at inference (Numba).
+"""Numba kernels for exact soft late interaction at inference.
 
-:func:`uwe.infer.dense.sli_dense` computes the cosines of every query token against every target
-token with one matrix product; the rest -- attention logits, a softmax over each target's
-tokens and the attention-weighted cosine sum -- is elementwise. Done with tensor operations
-that is about ten passes over a ``(queries, Lq, targets, Lt)`` array; on a CPU those passes
-cost more than the matrix product. :func:`sli_from_cos` does them in one sweep over the
+:func:`sli_from_cos` -- for the torch model and the NumPy engine. :func:`uwe.infer.dense.sli_dense`
+computes the cosines of every query token against every target token of one group of
+equal-length targets with one matrix product; the rest -- attention logits, a softmax over each
+target's tokens and the attention-weighted cosine sum -- is elementwise. Done with tensor
+operations that is about ten passes over a ``(queries, Lq, targets, Lt)`` array; on a CPU those
+passes cost more than the matrix product. :func:`sli_from_cos` does them in one sweep over the
 cosines, a tile of 256 targets at a time with every intermediate in L1 cache, and a vectorised
 ``exp``, so that the elementwise part costs a fraction of the matrix product
 (``scripts/bench_sli.py`` measures both paths). It is exact SLI: the same formula in float32,
-the same ``exp`` floor; scores agree with the tensor path to ~1e-7.
+the same ``exp`` floor; scores agree with the tensor path to ~1e-7. The tiles run on Numba's
+thread pool, or (``threads=1``) one after another in the calling thread with the GIL released:
+:func:`uwe.infer.dense.sli_dense_blocks` runs several blocks, each its matrix product and this
+kernel, side by side on its own threads, so that one pool of threads does all the work.
 
-The tiles run on Numba's thread pool, or (``threads=1``) one after another in the calling
-thread with the GIL released: :func:`uwe.infer.dense.sli_dense_blocks` runs several blocks, each
-its matrix product and this kernel, side by side on its own threads, so that one pool of
-threads does all the work.
+:func:`grouped_sli` -- for the ONNX engine's :class:`uwe.infer.token_matrix.TokenMatrix`: the
+same softmax and sum from the raw products of the query tokens with every cached target token
+at once, the targets grouped by length (see the section below).
 
-Numba is imported lazily; :func:`available` says whether the kernel can be used, and
-``uwe.infer.dense.sli_dense`` falls back to the tensor path when it cannot (or on GPU).
+Numba is imported lazily; :func:`available` says whether the kernels can be used, and
+``uwe.infer.dense.sli_dense`` falls back to the tensor path when they cannot (or on GPU).
 """
 
 from __future__ import annotations
