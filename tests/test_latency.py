@@ -91,7 +91,8 @@ def test_a_mean_pooled_twin_is_the_sli_models_denominator():
 
 def test_models_measured_together_take_turns_query_by_query():
     """measure_together interleaves the timed single queries (each query through every model,
-    the order rotating), after each model's own warm-up; the batches come last, per model."""
+    in a seeded order drawn per query), after each model's own warm-up; the batches come last,
+    per model."""
     log = []
 
     class Logged(CountingModel):
@@ -105,10 +106,19 @@ def test_models_measured_together_take_turns_query_by_query():
 
     models = {"a": Logged("a"), "b": Logged("b")}
     out = latency.measure_together(models, ["t1", "t2"], ["q1", "q2", "q3"], warmup=1,
-                                   repeats=3, throughput_batch=2, throughput_batches=1)
+                                   repeats=20, throughput_batch=2, throughput_batches=1)
     assert set(out) == {"a", "b"} and all(m.indexed == 1 for m in models.values())
-    assert [n for n, size in log if size == 1] == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    singles = [n for n, size in log if size == 1]
+    assert singles[:2] == ["a", "b"]  # the warm-up, model by model
+    pairs = [tuple(singles[i:i + 2]) for i in range(2, len(singles), 2)]
+    assert len(pairs) == 20 and all(sorted(p) == ["a", "b"] for p in pairs)
+    assert {("a", "b"), ("b", "a")} <= set(pairs)  # both orders occur
     assert [n for n, size in log if size == 2] == ["a", "a", "b", "b"]
+    again = {"a": Logged("a"), "b": Logged("b")}
+    log.clear()
+    latency.measure_together(again, ["t1", "t2"], ["q1", "q2", "q3"], warmup=1, repeats=20,
+                             throughput_batch=2, throughput_batches=1)
+    assert [n for n, size in log if size == 1] == singles  # seeded: the same order
 
 
 def test_report_and_frame_with_a_lexical_baseline(tmp_path):

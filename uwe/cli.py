@@ -311,7 +311,7 @@ def _layout_arg(p: argparse.ArgumentParser) -> None:
         choices=LAYOUTS,
         default=DEFAULT_LAYOUT,
         help="--engine onnx, SLI scorer: how the cached target tokens are stored for the one "
-        "matrix product a query makes with them: int8_block (int8 per block of 64 values, "
+        "matrix product a query makes with them: int8_block (int8 per block of 128 values, "
         "ONNX Runtime's MatMulNBits) or float32 (exact; scripts/bench_layouts.py measures "
         f"both). Default: {DEFAULT_LAYOUT}",
     )

@@ -98,8 +98,9 @@ def measure_together(models: Mapping[str, Any], targets: Sequence[str],
                      throughput_batch: int = 64, throughput_batches: int = 5
                      ) -> dict[str, dict]:
     """:func:`measure` for several models at once, their single queries interleaved: each
-    timed query runs through every model in turn (the order rotating from one query to the
-    next), so that a drift in the machine's speed (other load, clock, memory traffic) falls on
+    timed query runs through every model, in a seeded random order drawn anew for every query,
+    so that a drift in the machine's speed (other load, clock) and what the previous model left
+    in the caches (a model's weights or target tokens streamed through the L3 cache) fall on
     every model alike and their ratios compare like with like. Each model's index is built,
     and its throughput measured, on its own."""
     if repeats < 1 or throughput_batch < 1 or throughput_batches < 1 or warmup < 0:
@@ -122,10 +123,10 @@ def measure_together(models: Mapping[str, Any], targets: Sequence[str],
         timer(name, query_stream(queries, warmup))
     stream = query_stream(queries, repeats, warmup)
     ms: dict[str, list] = {name: [] for name in names}
-    for i, q in enumerate(stream):
-        for k in range(len(names)):
-            name = names[(i + k) % len(names)]
-            ms[name].append(timer(name, [q])[0])
+    rng = np.random.default_rng(0)
+    for q in stream:
+        for k in rng.permutation(len(names)):
+            ms[names[k]].append(timer(names[k], [q])[0])
     out = {}
     for name, model in models.items():
         times = np.asarray(ms[name])

@@ -43,7 +43,7 @@ from uwe.constants import EPS
 
 LAYOUTS = ("float32", "int8_block")
 DEFAULT_LAYOUT = "int8_block"
-QUANT_BLOCK = 64  # values of a token (and of a query token) per int8 scale in "int8_block"
+QUANT_BLOCK = 128  # values of a token (and of a query token) per int8 scale in "int8_block"
 BLOCK_ELEMENTS = 1 << 20  # products per block: 8 blocks (32 MiB of float32) per product call
 ATTENTION = ("raw", "cosine")  # the paper's logits (raw dot / tau), or cosines / tau
 
