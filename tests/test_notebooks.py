@@ -265,15 +265,22 @@ def test_budget_runs_score_each_point_keep_only_the_published_model(analysed_roo
 def test_latency_notebook_times_uwe_and_its_backbone(analysed_root):
     report = json.loads((analysed_root / "metrics" / "latency.json").read_text())
     assert report["engines"] == ["torch", "onnx"]
-    assert set(report["models"]) == {*LATENCY_MODELS, *(f"{m}@onnx" for m in LATENCY_MODELS)}
+    # every model through both engines, and UWE's own encoder mean-pooled (its SLI twin)
+    assert set(report["models"]) == {*LATENCY_MODELS, *(f"{m}@onnx" for m in LATENCY_MODELS),
+                                     "uwe:mean@onnx"}
     for name, entry in report["models"].items():
         assert entry["latency_ms"]["median"] > 0 and entry["parameters"] > 1_000_000
         assert entry["engine"] == ("onnx" if name.endswith("@onnx") else "torch")
         if entry["engine"] == "onnx":  # query encoding and scoring timed apart
             assert entry["encode_ms"]["median"] > 0 and entry["score_ms"]["median"] > 0
+    twin = report["models"]["uwe:mean@onnx"]
+    assert twin["scorer"] == "mean" and twin["twin_of"] == "uwe"
+    assert report["models"]["uwe@onnx"]["target_layout"] == "int8_block"
     assert report["ratios"]["uwe"]["mean_pooled"] == "all-MiniLM-L6-v2"
-    assert report["ratios"]["uwe@onnx"]["mean_pooled"] == "all-MiniLM-L6-v2@onnx"
-    assert report["sli_over_mean"] > 0 and report["task"] == "job2skill"
+    assert report["ratios"]["uwe@onnx"]["mean_pooled"] == "uwe:mean@onnx"
+    assert report["ratios"]["uwe:mean@onnx"]["mean_pooled"] == "all-MiniLM-L6-v2@onnx"
+    assert report["sli_over_mean"] == report["ratios"]["uwe@onnx"]["latency_ratio"] > 0
+    assert report["task"] == "job2skill" and report["isa"]["cpu"]
 
 
 def test_figures_notebook_writes_tables_figures_and_the_readme(analysed_root):
