@@ -46,13 +46,36 @@ _P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666
 
 
 @cache
-def _kernel():
+def _exp_parts():
+    """The Cephes ``exp`` above as a Numba function inlined into the kernels' loops:
+    ``(p(r), (n + 127) << 23)`` of ``max(z, floor)``; ``exp`` is ``p(r)`` times the second read
+    as float32 bits (a view of an int32 array), so that the loops vectorise."""
     import numba as nb
 
     f32, i32 = np.float32, np.int32
     log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
     p0, p1, p2, p3, p4, p5 = (f32(c) for c in _P)
     one, half = f32(1.0), f32(0.5)
+
+    @nb.njit(inline="always", fastmath={"nnan", "ninf", "nsz", "contract"}, cache=_CACHE)
+    def parts(z, floor):  # pragma: no cover - jitted
+        z = z if z > floor else floor
+        n = np.floor(z * log2e + half)
+        x = z - n * ln2_hi
+        x = x - n * ln2_lo
+        q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
+        return q * x * x + x + one, (i32(n) + i32(127)) << i32(23)
+
+    return parts
+
+
+@cache
+def _kernel():
+    import numba as nb
+
+    f32, i32 = np.float32, np.int32
+    exp_parts = _exp_parts()
+    one = f32(1.0)
     # no 'reassoc': it could fold the Cody-Waite split; every loop below vectorises without it
     flags = {"nnan", "ninf", "nsz", "contract"}
 
@@ -84,14 +107,7 @@ def _kernel():
             for j in range(lt):
                 o = j * b + k0
                 for k in range(n):  # exp(logit - max), floored
-                    z = logit[j * n + k] - mx[k]
-                    z = z if z > floor else floor
-                    e = np.floor(z * log2e + half)
-                    x = z - e * ln2_hi
-                    x = x - e * ln2_lo
-                    q = ((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5
-                    poly[k] = q * x * x + x + one
-                    bits[k] = (i32(e) + i32(127)) << i32(23)
+                    poly[k], bits[k] = exp_parts(logit[j * n + k] - mx[k], floor)
                 for k in range(n):
                     ex = poly[k] * scale[k]
                     den[k] += ex
@@ -188,11 +204,9 @@ PARALLEL_ROWS = 32  # query-token rows from which the work items run on Numba's 
 def _grouped_kernel(parallel: bool):
     import numba as nb
 
-    f32 = np.float32
-    i32 = np.int32
-    log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
-    p0, p1, p2, p3, p4, p5 = (f32(c) for c in _P)
-    one, half, zero = f32(1.0), f32(0.5), f32(0.0)
+    f32, i32 = np.float32, np.int32
+    exp_parts = _exp_parts()
+    one, zero = f32(1.0), f32(0.0)
     flags = {"nnan", "ninf", "nsz", "contract"}
 
     @nb.njit(parallel=parallel, fastmath=flags, cache=_CACHE, nogil=True)
@@ -226,14 +240,7 @@ def _grouped_kernel(parallel: bool):
                     at = att_t[s:s + cnt]
                     ct = cos_t[s:s + cnt]
                     for k in range(cnt):
-                        z = x[k] * aq * at[k] - mx[k]
-                        z = z if z > floor else floor
-                        n = np.floor(z * log2e + half)
-                        y = z - n * ln2_hi
-                        y = y - n * ln2_lo
-                        q = ((((p0 * y + p1) * y + p2) * y + p3) * y + p4) * y + p5
-                        poly[k] = q * y * y + y + one
-                        bits[k] = (i32(n) + i32(127)) << i32(23)
+                        poly[k], bits[k] = exp_parts(x[k] * aq * at[k] - mx[k], floor)
                     for k in range(cnt):
                         w = poly[k] * scale[k]
                         den[k] += w
